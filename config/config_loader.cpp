@@ -1,0 +1,444 @@
+#include "config/config_loader.hpp"
+
+#include "config/value_parsers.hpp"
+#include "config/yaml_reader.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+namespace gatehouse::config {
+
+namespace {
+
+constexpr unsigned max_threads = 1024;
+constexpr std::uint64_t min_header_bytes = 1024;
+
+constexpr std::string_view https_not_supported =
+    "TLS termination is not implemented in this build; remove listen.https";
+
+// Where each host or prefix was first seen, to name that line when it appears again.
+using first_lines = std::map<std::string, int>;
+
+// Records `name` as seen at `at`; reports it when it was seen before.
+void check_unique(const std::string& name, const located_node& at, std::string_view what,
+                  first_lines& seen, error_collector& errors)
+{
+    const auto [first, inserted] = seen.emplace(name, line_of(at.node));
+    if (!inserted) {
+        errors.add(at, "duplicate " + std::string(what) + " \"" + name +
+                           "\"; it is already on line " + std::to_string(first->second));
+    }
+}
+
+// ---- listen ---------------------------------------------------------------------------------
+
+// An empty value or "off" turns an optional listener off.
+bool is_switched_off(const YAML::Node& node)
+{
+    return node.IsNull() || (node.IsScalar() && (node.Scalar().empty() || node.Scalar() == "off"));
+}
+
+bool is_any_address(const std::string& host)
+{
+    return host.empty() || host == "0.0.0.0" || host == "::";
+}
+
+// Two listeners cannot bind the same port when their hosts are equal or either is a wildcard.
+// Port 0 picks a free port each time, so it never collides.
+bool listeners_collide(const listen_address& a, const listen_address& b)
+{
+    const bool hosts_overlap = a.host == b.host || is_any_address(a.host) || is_any_address(b.host);
+    return a.port != 0 && a.port == b.port && hosts_overlap;
+}
+
+void reject_https_listener(const std::optional<located_node>& field, error_collector& errors)
+{
+    if (field && !is_switched_off(field->node)) {
+        errors.add(*field, std::string(https_not_supported));
+    }
+}
+
+void parse_admin_listener(const std::optional<located_node>& field, gatehouse_config& config,
+                          error_collector& errors)
+{
+    if (field && is_switched_off(field->node)) {
+        config.admin_listener.reset();
+        return;
+    }
+    assign_if_valid(config.admin_listener, read_parsed(field, errors, parse_listen_address));
+}
+
+void parse_listen(const located_node& at, gatehouse_config& config, error_collector& errors)
+{
+    const std::size_t errors_before = errors.count();
+    const mapping_reader section(at, {"http", "https", "admin"}, errors);
+    assign_if_valid(config.http_listener,
+                    read_parsed(section.find("http"), errors, parse_listen_address));
+    reject_https_listener(section.find("https"), errors);
+    parse_admin_listener(section.find("admin"), config, errors);
+
+    // Only compare addresses that were both read successfully, or a typo in one would also
+    // raise a confusing collision with the other's default.
+    const bool both_read = errors.count() == errors_before;
+    if (both_read && config.admin_listener &&
+        listeners_collide(config.http_listener, *config.admin_listener)) {
+        const auto where = section.find("admin") ? section.find("admin") : section.find("http");
+        errors.add(where.value_or(at),
+                   "listen.http and listen.admin would both bind " + config.admin_listener->text);
+    }
+}
+
+// ---- top-level scalars ----------------------------------------------------------------------
+
+std::optional<unsigned> read_threads(const std::optional<located_node>& field,
+                                     error_collector& errors)
+{
+    const std::string text = field && field->node.IsScalar() ? field->node.Scalar() : "";
+    if (text == "auto") {
+        return 0;
+    }
+
+    // Anything else must be a count; say that "auto" was an option too.
+    if (!text.empty() && text.find_first_not_of("0123456789") != std::string::npos) {
+        errors.add(*field, "expected \"auto\" or a number of threads, found \"" + text + "\"");
+        return std::nullopt;
+    }
+    const auto count = read_whole_number(field, 1, max_threads, errors);
+    return count ? std::optional<unsigned>(static_cast<unsigned>(*count)) : std::nullopt;
+}
+
+// ---- timeouts, limits, upstream_health ------------------------------------------------------
+
+void parse_timeouts(const located_node& at, timeouts& out, error_collector& errors)
+{
+    const mapping_reader section(
+        at, {"header_read", "idle", "upstream_connect", "upstream_response", "drain"}, errors);
+    assign_if_valid(out.header_read, read_positive_duration(section.find("header_read"), errors));
+    assign_if_valid(out.idle, read_positive_duration(section.find("idle"), errors));
+    assign_if_valid(out.upstream_connect,
+                    read_positive_duration(section.find("upstream_connect"), errors));
+    assign_if_valid(out.upstream_response,
+                    read_positive_duration(section.find("upstream_response"), errors));
+    assign_if_valid(out.drain, read_positive_duration(section.find("drain"), errors));
+}
+
+void parse_limits(const located_node& at, limits& out, error_collector& errors)
+{
+    const mapping_reader section(
+        at, {"max_header_bytes", "max_uri_bytes", "max_body_bytes", "max_connections"}, errors);
+    assign_if_valid(out.max_header_bytes,
+                    read_size(section.find("max_header_bytes"), min_header_bytes, errors));
+    assign_if_valid(out.max_uri_bytes, read_size(section.find("max_uri_bytes"), 1, errors));
+
+    // Zero is allowed here: it means no limit.
+    assign_if_valid(out.max_body_bytes, read_size(section.find("max_body_bytes"), 0, errors));
+
+    assign_if_valid(out.max_connections,
+                    read_whole_number(section.find("max_connections"), 1,
+                                      std::numeric_limits<std::size_t>::max(), errors));
+}
+
+void parse_upstream_health(const located_node& at, upstream_health& out, error_collector& errors)
+{
+    const mapping_reader section(at, {"max_fails", "cooldown"}, errors);
+    assign_if_valid(out.max_fails, read_whole_number(section.find("max_fails"), 1,
+                                                     std::numeric_limits<unsigned>::max(), errors));
+    assign_if_valid(out.cooldown, read_positive_duration(section.find("cooldown"), errors));
+}
+
+// ---- log and trusted_proxies ----------------------------------------------------------------
+
+parse_result<log_format> parse_log_format(std::string_view text)
+{
+    if (text == "text") {
+        return log_format::text;
+    }
+    if (text == "json") {
+        return log_format::json;
+    }
+    return rejection{"unknown log format \"" + std::string(text) + "\"; expected text or json"};
+}
+
+parse_result<std::string> parse_log_level(std::string_view text)
+{
+    constexpr std::array<std::string_view, 7> levels{"trace", "debug",    "info", "warn",
+                                                     "error", "critical", "off"};
+    if (std::find(levels.begin(), levels.end(), text) == levels.end()) {
+        return rejection{"unknown log level \"" + std::string(text) +
+                         "\"; expected trace, debug, info, warn, error, critical or off"};
+    }
+    return std::string(text);
+}
+
+void parse_log(const located_node& at, log_settings& out, error_collector& errors)
+{
+    const mapping_reader section(at, {"format", "level", "access"}, errors);
+    assign_if_valid(out.format, read_parsed(section.find("format"), errors, parse_log_format));
+    assign_if_valid(out.level, read_parsed(section.find("level"), errors, parse_log_level));
+    assign_if_valid(out.access, read_bool(section.find("access"), errors));
+}
+
+void parse_trusted_proxies(const located_node& at, std::vector<ip_network>& out,
+                           error_collector& errors)
+{
+    for (const located_node& item : read_list(at, errors).value_or(std::vector<located_node>{})) {
+        if (auto network = read_parsed(item, errors, parse_ip_network)) {
+            out.push_back(std::move(*network));
+        }
+    }
+}
+
+// ---- routes ---------------------------------------------------------------------------------
+
+std::vector<upstream_url> read_upstream_list(const located_node& at, error_collector& errors)
+{
+    const auto items = read_list(at, errors);
+    if (items && items->empty()) {
+        errors.add(at, "the upstream list is empty; give at least one URL");
+    }
+
+    std::vector<upstream_url> upstreams;
+    for (const located_node& item : items.value_or(std::vector<located_node>{})) {
+        if (auto upstream = read_parsed(item, errors, parse_upstream_url)) {
+            upstreams.push_back(std::move(*upstream));
+        }
+    }
+    return upstreams;
+}
+
+// A path names its upstreams with exactly one of "upstream: URL" or "upstreams: [URL, ...]".
+std::vector<upstream_url> read_upstreams(const located_node& at, const mapping_reader& fields,
+                                         error_collector& errors)
+{
+    const auto single = fields.find("upstream");
+    const auto list = fields.find("upstreams");
+    if (single && list) {
+        errors.add(fields.key_of("upstreams"), "set either upstream or upstreams, not both");
+        return {};
+    }
+    if (!single && !list) {
+        errors.add(at, "missing upstream (one URL) or upstreams (a list of URLs)");
+        return {};
+    }
+    if (list) {
+        return read_upstream_list(*list, errors);
+    }
+    const auto upstream = read_parsed(single, errors, parse_upstream_url);
+    return upstream ? std::vector<upstream_url>{*upstream} : std::vector<upstream_url>{};
+}
+
+path_route parse_path_route(const located_node& at, first_lines& seen_prefixes,
+                            error_collector& errors)
+{
+    path_route out;
+    if (!at.node.IsMap()) {
+        errors.add(at, "expected a path (a mapping with prefix and upstream), found " +
+                           describe(at.node));
+        return out;
+    }
+    const mapping_reader fields(at, {"prefix", "strip_prefix", "upstream", "upstreams"}, errors);
+
+    // An absent prefix means "/", which still counts towards duplicates.
+    const auto prefix_field = fields.find("prefix");
+    const auto prefix = prefix_field ? read_parsed(prefix_field, errors, parse_path_prefix)
+                                     : std::optional<std::string>(out.prefix);
+    if (prefix) {
+        out.prefix = *prefix;
+        check_unique(out.prefix, prefix_field.value_or(at), "prefix", seen_prefixes, errors);
+    }
+
+    assign_if_valid(out.strip_prefix, read_bool(fields.find("strip_prefix"), errors));
+    out.upstreams = read_upstreams(at, fields, errors);
+    return out;
+}
+
+std::vector<path_route> parse_path_routes(const located_node& route_at,
+                                          const mapping_reader& fields, error_collector& errors)
+{
+    const auto field = fields.find("paths");
+    if (!field) {
+        errors.add(route_at, "a route needs paths: a list with at least one prefix and upstream");
+        return {};
+    }
+    const auto items = read_list(*field, errors);
+    if (items && items->empty()) {
+        errors.add(*field, "a route needs at least one path");
+    }
+
+    first_lines seen_prefixes;
+    std::vector<path_route> paths;
+    for (const located_node& item : items.value_or(std::vector<located_node>{})) {
+        paths.push_back(parse_path_route(item, seen_prefixes, errors));
+    }
+    return paths;
+}
+
+std::string read_route_host(const located_node& route_at, const mapping_reader& fields,
+                            first_lines& seen_hosts, error_collector& errors)
+{
+    const auto field = fields.find("host");
+    if (!field) {
+        errors.add(route_at, "a route needs a host");
+        return {};
+    }
+    const auto host = read_parsed(field, errors, parse_route_host);
+    if (!host) {
+        return {};
+    }
+
+    // Hosts are compared after lower-casing and dropping the trailing dot, as requests are.
+    check_unique(*host, *field, "host", seen_hosts, errors);
+    return *host;
+}
+
+void parse_routes(const located_node& at, std::vector<route>& out, error_collector& errors)
+{
+    first_lines seen_hosts;
+    for (const located_node& item : read_list(at, errors).value_or(std::vector<located_node>{})) {
+        if (!item.node.IsMap()) {
+            errors.add(item, "expected a route (a mapping with host and paths), found " +
+                                 describe(item.node));
+            continue;
+        }
+        const mapping_reader fields(item, {"host", "paths"}, errors);
+        route parsed;
+        parsed.host = read_route_host(item, fields, seen_hosts, errors);
+        parsed.paths = parse_path_routes(item, fields, errors);
+        out.push_back(std::move(parsed));
+    }
+}
+
+// ---- the whole file -------------------------------------------------------------------------
+
+gatehouse_config build_config(const YAML::Node& root, error_collector& errors)
+{
+    gatehouse_config config;
+    const mapping_reader top(located_node{root, ""},
+                             {"listen", "health_path", "threads", "timeouts", "limits",
+                              "upstream_health", "trusted_proxies", "log", "routes"},
+                             errors);
+
+    if (const auto listen = top.find("listen")) {
+        parse_listen(*listen, config, errors);
+    }
+    assign_if_valid(config.health_path,
+                    read_parsed(top.find("health_path"), errors, parse_path_prefix));
+    assign_if_valid(config.threads, read_threads(top.find("threads"), errors));
+    if (const auto section = top.find("timeouts")) {
+        parse_timeouts(*section, config.timeouts, errors);
+    }
+    if (const auto section = top.find("limits")) {
+        parse_limits(*section, config.limits, errors);
+    }
+    if (const auto section = top.find("upstream_health")) {
+        parse_upstream_health(*section, config.upstream_health, errors);
+    }
+    if (const auto section = top.find("trusted_proxies")) {
+        parse_trusted_proxies(*section, config.trusted_proxies, errors);
+    }
+    if (const auto section = top.find("log")) {
+        parse_log(*section, config.log, errors);
+    }
+    if (const auto section = top.find("routes")) {
+        parse_routes(*section, config.routes, errors);
+    }
+    return config;
+}
+
+// The file's one YAML document; an empty file is an empty document. Nothing after a syntax
+// error, which yaml-cpp reports only one of.
+std::optional<YAML::Node> load_document(std::string_view yaml_text, error_collector& errors)
+{
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(std::string(yaml_text));
+    } catch (const YAML::Exception& error) {
+        errors.add(error.mark, "", "invalid YAML: " + error.msg);
+        return std::nullopt;
+    }
+
+    if (documents.size() > 1) {
+        errors.add(located_node{documents[1], ""},
+                   "a configuration file holds one YAML document; remove everything after ---");
+    }
+    return documents.empty() ? YAML::Node() : documents.front();
+}
+
+// The whole content of `path`, or why it could not be read.
+parse_result<std::string> read_file(const std::string& path)
+{
+    const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                               &std::fclose);
+    if (!file) {
+        return rejection{std::generic_category().message(errno)};
+    }
+
+    std::string text;
+    std::array<char, 16 * 1024> buffer{};
+    while (const std::size_t count = std::fread(buffer.data(), 1, buffer.size(), file.get())) {
+        text.append(buffer.data(), count);
+    }
+
+    // A directory opens but fails on the first read, with EISDIR.
+    if (std::ferror(file.get()) != 0) {
+        return rejection{std::generic_category().message(errno)};
+    }
+    return text;
+}
+
+std::string join_lines(const std::vector<config_error>& errors)
+{
+    std::string text;
+    for (const config_error& error : errors) {
+        text += (text.empty() ? "" : "\n") + error.to_string();
+    }
+    return text.empty() ? "invalid configuration" : text;
+}
+
+} // namespace
+
+std::string config_error::to_string() const
+{
+    std::string text = file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";
+    if (!key_path.empty()) {
+        text += key_path + ": ";
+    }
+    return text + message;
+}
+
+config_load_error::config_load_error(std::vector<config_error> errors)
+    : std::runtime_error(join_lines(errors)), errors_(std::move(errors))
+{}
+
+gatehouse_config parse_config(std::string_view yaml_text, const std::string& file_name)
+{
+    error_collector errors(file_name);
+    const auto root = load_document(yaml_text, errors);
+    gatehouse_config config = root ? build_config(*root, errors) : gatehouse_config{};
+    if (errors.count() != 0) {
+        throw config_load_error(errors.take_sorted());
+    }
+    return config;
+}
+
+gatehouse_config load_config_file(const std::string& path)
+{
+    const auto text = read_file(path);
+    if (!text.ok()) {
+        throw config_load_error(
+            {config_error{path, 0, 0, "", "cannot read file: " + text.error()}});
+    }
+
+    gatehouse_config config = parse_config(text.value(), path);
+    config.source_file = path;
+    return config;
+}
+
+} // namespace gatehouse::config

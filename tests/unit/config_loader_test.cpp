@@ -1,0 +1,988 @@
+// Tests for the configuration loader: the documented examples, the defaults, the value parsers,
+// and the position, key path and message of every class of error.
+#include "config/config_loader.hpp"
+#include "config/value_parsers.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+using namespace gatehouse::config;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::filesystem::path repository_root =
+    std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+
+std::string read_text(const std::filesystem::path& path)
+{
+    std::ifstream file(path);
+    REQUIRE(file.good());
+    std::ostringstream text;
+    text << file.rdbuf();
+    return text.str();
+}
+
+// Raw strings in this file start with a newline so the YAML can sit at the left margin; drop it
+// so that the first YAML line is line 1.
+std::string yaml(std::string_view text)
+{
+    if (text.starts_with('\n')) {
+        text.remove_prefix(1);
+    }
+    return std::string(text);
+}
+
+std::vector<config_error> errors_in(const std::string& text)
+{
+    try {
+        parse_config(text, "test.yaml");
+    } catch (const config_load_error& error) {
+        return error.errors();
+    }
+    return {};
+}
+
+// The one error `text` produces; fails the test when there is not exactly one.
+config_error only_error_in(const std::string& text)
+{
+    const auto errors = errors_in(text);
+    for (const auto& error : errors) {
+        UNSCOPED_INFO(error.to_string());
+    }
+    REQUIRE(errors.size() == 1);
+    return errors.front();
+}
+
+void check_error(const config_error& error, int line, int column, const std::string& key_path,
+                 const std::string& message_part)
+{
+    INFO(error.to_string());
+    CHECK(error.file == "test.yaml");
+    CHECK(error.line == line);
+    CHECK(error.column == column);
+    CHECK(error.key_path == key_path);
+    CHECK_THAT(error.message, Catch::Contains(message_part));
+}
+
+// The documented full example, which examples/full.yaml repeats; both must give these values.
+void check_full_example(const gatehouse_config& config)
+{
+    CHECK(config.http_listener.host.empty());
+    CHECK(config.http_listener.port == 8080);
+    CHECK_FALSE(config.https_listener.has_value());
+    REQUIRE(config.admin_listener.has_value());
+    CHECK(config.admin_listener->host == "127.0.0.1");
+    CHECK(config.admin_listener->port == 9901);
+    CHECK(config.health_path == "/healthz");
+    CHECK(config.threads == 0);
+
+    CHECK(config.timeouts.header_read == 10s);
+    CHECK(config.timeouts.idle == 60s);
+    CHECK(config.timeouts.upstream_connect == 5s);
+    CHECK(config.timeouts.upstream_response == 1min);
+    CHECK(config.timeouts.drain == 30s);
+
+    CHECK(config.limits.max_header_bytes == 16 * 1024);
+    CHECK(config.limits.max_uri_bytes == 8 * 1024);
+    CHECK(config.limits.max_body_bytes == 10 * 1024 * 1024);
+    CHECK(config.limits.max_connections == 10000);
+    CHECK(config.upstream_health.max_fails == 3);
+    CHECK(config.upstream_health.cooldown == 10s);
+
+    REQUIRE(config.trusted_proxies.size() == 3);
+    CHECK(config.trusted_proxies[0].contains("10.20.30.40"));
+    CHECK(config.trusted_proxies[1].contains("192.168.1.10"));
+    CHECK_FALSE(config.trusted_proxies[1].contains("192.168.1.11"));
+    CHECK(config.trusted_proxies[2].contains("fd12::1"));
+
+    CHECK(config.log.format == log_format::json);
+    CHECK(config.log.level == "info");
+    CHECK(config.log.access);
+
+    REQUIRE(config.routes.size() == 2);
+    const route& app = config.routes[0];
+    CHECK(app.host == "app.example.com");
+    REQUIRE(app.paths.size() == 2);
+    CHECK(app.paths[0].prefix == "/");
+    CHECK_FALSE(app.paths[0].strip_prefix);
+    REQUIRE(app.paths[0].upstreams.size() == 1);
+    CHECK(app.paths[0].upstreams[0].host == "127.0.0.1");
+    CHECK(app.paths[0].upstreams[0].port == 3000);
+    CHECK(app.paths[1].prefix == "/api/");
+    CHECK(app.paths[1].strip_prefix);
+    REQUIRE(app.paths[1].upstreams.size() == 2);
+    CHECK(app.paths[1].upstreams[1].text == "http://10.0.1.11:8080");
+
+    const route& wildcard = config.routes[1];
+    CHECK(wildcard.host == "*.example.com");
+    REQUIRE(wildcard.paths.size() == 1);
+    REQUIRE(wildcard.paths[0].upstreams.size() == 1);
+    CHECK(wildcard.paths[0].upstreams[0].host == "fd00::20");
+    CHECK(wildcard.paths[0].upstreams[0].port == 8080);
+}
+
+// The first ```yaml block after `heading` in a Markdown file.
+std::string yaml_block_after(const std::string& markdown, const std::string& heading)
+{
+    const auto heading_at = markdown.find("\n" + heading + "\n");
+    REQUIRE(heading_at != std::string::npos);
+    const std::string opening = "```yaml\n";
+    const auto start = markdown.find(opening, heading_at);
+    REQUIRE(start != std::string::npos);
+    const auto end = markdown.find("```", start + opening.size());
+    REQUIRE(end != std::string::npos);
+    return markdown.substr(start + opening.size(), end - start - opening.size());
+}
+
+// A file in a fresh directory under the system's temporary directory.
+std::filesystem::path scratch_file(const std::string& name, const std::string& content)
+{
+    const auto directory = std::filesystem::temp_directory_path() / "gatehouse_config_test";
+    std::filesystem::create_directories(directory);
+    const auto path = directory / name;
+    std::ofstream(path) << content;
+    return path;
+}
+
+} // namespace
+
+// ---- examples and defaults ------------------------------------------------------------------
+
+TEST_CASE("the full example in docs/configuration.md parses with the values it shows", "[config]")
+{
+    const std::string markdown = read_text(repository_root / "docs" / "configuration.md");
+    check_full_example(parse_config(yaml_block_after(markdown, "## Full example"), "docs"));
+}
+
+TEST_CASE("examples/full.yaml parses with the values of the documented full example", "[config]")
+{
+    check_full_example(load_config_file((repository_root / "examples" / "full.yaml").string()));
+}
+
+TEST_CASE("examples/gatehouse.yaml proxies localhost to the admin listener", "[config]")
+{
+    const auto config =
+        load_config_file((repository_root / "examples" / "gatehouse.yaml").string());
+
+    CHECK(config.http_listener.host == "127.0.0.1");
+    CHECK(config.http_listener.port == 8080);
+    REQUIRE(config.admin_listener.has_value());
+    CHECK(config.admin_listener->text == "127.0.0.1:9901");
+    REQUIRE(config.routes.size() == 1);
+    CHECK(config.routes[0].host == "localhost");
+    REQUIRE(config.routes[0].paths.size() == 1);
+    CHECK(config.routes[0].paths[0].prefix == "/");
+    REQUIRE(config.routes[0].paths[0].upstreams.size() == 1);
+    CHECK(config.routes[0].paths[0].upstreams[0].host == config.admin_listener->host);
+    CHECK(config.routes[0].paths[0].upstreams[0].port == config.admin_listener->port);
+}
+
+TEST_CASE("settings that are not written take the defaults of config.hpp", "[config]")
+{
+    SECTION("in an empty file")
+    {
+        const auto config = parse_config("", "empty.yaml");
+        CHECK(config.http_listener.port == 80);
+        CHECK(config.routes.empty());
+        CHECK(config.source_file.empty());
+    }
+    SECTION("in a file with a single route")
+    {
+        const auto config = parse_config(yaml(R"(
+routes:
+  - host: example.com
+    paths:
+      - upstream: http://backend
+)"),
+                                         "test.yaml");
+        CHECK(config.http_listener.text == ":80");
+        CHECK_FALSE(config.https_listener.has_value());
+        REQUIRE(config.admin_listener.has_value());
+        CHECK(config.admin_listener->text == "127.0.0.1:9901");
+        CHECK(config.health_path == "/healthz");
+        CHECK(config.threads == 0);
+        CHECK(config.timeouts.header_read == 10s);
+        CHECK(config.timeouts.idle == 60s);
+        CHECK(config.timeouts.upstream_connect == 5s);
+        CHECK(config.timeouts.upstream_response == 60s);
+        CHECK(config.timeouts.drain == 30s);
+        CHECK(config.limits.max_header_bytes == 16384);
+        CHECK(config.limits.max_uri_bytes == 8192);
+        CHECK(config.limits.max_body_bytes == 0);
+        CHECK(config.limits.max_connections == 10000);
+        CHECK(config.upstream_health.max_fails == 1);
+        CHECK(config.upstream_health.cooldown == 10s);
+        CHECK(config.trusted_proxies.empty());
+        CHECK(config.log.format == log_format::text);
+        CHECK(config.log.level == "info");
+        CHECK(config.log.access);
+
+        REQUIRE(config.routes.size() == 1);
+        REQUIRE(config.routes[0].paths.size() == 1);
+        const path_route& path = config.routes[0].paths[0];
+        CHECK(path.prefix == "/");
+        CHECK_FALSE(path.strip_prefix);
+        REQUIRE(path.upstreams.size() == 1);
+        CHECK(path.upstreams[0].host == "backend");
+        CHECK(path.upstreams[0].port == 80);
+    }
+    SECTION("in sections whose settings are all commented out")
+    {
+        const auto config = parse_config("timeouts:\nlimits:\nlog:\n", "test.yaml");
+        CHECK(config.timeouts.idle == 60s);
+        CHECK(config.limits.max_header_bytes == 16384);
+        CHECK(config.log.level == "info");
+    }
+}
+
+// ---- durations and sizes --------------------------------------------------------------------
+
+TEST_CASE("durations are whole numbers with units from days down to milliseconds", "[config]")
+{
+    CHECK(parse_duration("250ms") == 250ms);
+    CHECK(parse_duration("10s") == 10s);
+    CHECK(parse_duration("5m") == 5min);
+    CHECK(parse_duration("1h") == 1h);
+    CHECK(parse_duration("1d") == 24h);
+    CHECK(parse_duration("1m30s") == 90s);
+    CHECK(parse_duration("1d2h3m4s5ms") == 93'784'005ms);
+    CHECK(parse_duration("0s") == 0ms);
+}
+
+TEST_CASE("durations without a unit, with a sign or out of order are rejected", "[config]")
+{
+    for (const char* text : {"", "10", "s", "-5s", "+5s", "1.5s", "10 s", "5S", "10sec", "30s1m",
+                             "1s1s", "1m30", "99999999999999999999s", "300000000000000d"}) {
+        INFO(text);
+        CHECK_FALSE(parse_duration(text).has_value());
+    }
+}
+
+TEST_CASE("sizes are bytes or a whole number with a binary or decimal unit", "[config]")
+{
+    CHECK(parse_size("512") == 512U);
+    CHECK(parse_size("512B") == 512U);
+    CHECK(parse_size("16KiB") == 16U * 1024);
+    CHECK(parse_size("1MiB") == 1024U * 1024);
+    CHECK(parse_size("2GiB") == 2ULL * 1024 * 1024 * 1024);
+    CHECK(parse_size("10KB") == 10'000U);
+    CHECK(parse_size("1MB") == 1'000'000U);
+    CHECK(parse_size("1GB") == 1'000'000'000U);
+    CHECK(parse_size("16kib") == 16U * 1024);
+    CHECK(parse_size("3mb") == 3'000'000U);
+    CHECK(parse_size("0") == 0U);
+}
+
+TEST_CASE("sizes with unknown units, signs, spaces or overflow are rejected", "[config]")
+{
+    for (const char* text : {"", "KiB", "-1", "16 KiB", "16Kib", "16kB", "16b", "1.5MiB", "16K",
+                             "18446744073709551616", "17179869184GiB"}) {
+        INFO(text);
+        CHECK_FALSE(parse_size(text).has_value());
+    }
+}
+
+// ---- ip_network -----------------------------------------------------------------------------
+
+TEST_CASE("an IPv4 network contains its addresses, also written IPv4-mapped", "[config]")
+{
+    const auto network = parse_ip_network("10.1.0.0/16");
+    REQUIRE(network.ok());
+    CHECK(network.value().prefix_length == 96 + 16);
+
+    CHECK(network.value().contains("10.1.0.0"));
+    CHECK(network.value().contains("10.1.255.255"));
+    CHECK(network.value().contains("::ffff:10.1.2.3"));
+    CHECK_FALSE(network.value().contains("10.2.0.1"));
+    CHECK_FALSE(network.value().contains("::ffff:10.2.0.1"));
+
+    // The mapped prefix must not make an IPv6 address that merely starts with zeros match.
+    CHECK_FALSE(network.value().contains("::10.1.2.3"));
+}
+
+TEST_CASE("a single IPv4 address is a network of one host", "[config]")
+{
+    const auto network = parse_ip_network("192.168.1.10");
+    REQUIRE(network.ok());
+    CHECK(network.value().contains("192.168.1.10"));
+    CHECK_FALSE(network.value().contains("192.168.1.11"));
+}
+
+TEST_CASE("an IPv6 network contains exactly the addresses under its prefix", "[config]")
+{
+    const auto network = parse_ip_network("2001:db8:abcd::/50");
+    REQUIRE(network.ok());
+
+    CHECK(network.value().contains("2001:db8:abcd::1"));
+    CHECK(network.value().contains("2001:db8:abcd:3fff:ffff:ffff:ffff:ffff"));
+    CHECK_FALSE(network.value().contains("2001:db8:abcd:4000::"));
+    CHECK_FALSE(network.value().contains("10.0.0.1"));
+
+    const auto everything = parse_ip_network("::/0");
+    REQUIRE(everything.ok());
+    CHECK(everything.value().contains("::1"));
+    CHECK(everything.value().contains("127.0.0.1"));
+}
+
+TEST_CASE("an unparsable address is never inside a network", "[config]")
+{
+    const auto network = parse_ip_network("0.0.0.0/0");
+    REQUIRE(network.ok());
+    CHECK(network.value().contains("8.8.8.8"));
+    CHECK_FALSE(network.value().contains(""));
+    CHECK_FALSE(network.value().contains("not-an-ip"));
+    CHECK_FALSE(network.value().contains("10.0.0.1:80"));
+    CHECK_FALSE(network.value().contains("[::1]"));
+}
+
+TEST_CASE("a network with host bits set is rejected with the likely intended one", "[config]")
+{
+    const auto network = parse_ip_network("10.1.2.3/8");
+    REQUIRE_FALSE(network.ok());
+    CHECK_THAT(network.error(), Catch::Contains("did you mean 10.0.0.0/8?"));
+
+    CHECK_FALSE(parse_ip_network("10.0.0.0/33").ok());
+    CHECK_FALSE(parse_ip_network("::/129").ok());
+    CHECK_FALSE(parse_ip_network("10.0.0.0/").ok());
+    CHECK_FALSE(parse_ip_network("10.0.0/8").ok());
+}
+
+// ---- error reports --------------------------------------------------------------------------
+
+TEST_CASE("an error reads as file:line:col: key path: message", "[config]")
+{
+    const config_error error{"gatehouse.yaml", 7, 3, "routes[0].host", "bad host"};
+    CHECK(error.to_string() == "gatehouse.yaml:7:3: routes[0].host: bad host");
+
+    const config_error whole_file{"gatehouse.yaml", 0, 0, "", "cannot read file: denied"};
+    CHECK(whole_file.to_string() == "gatehouse.yaml:0:0: cannot read file: denied");
+}
+
+TEST_CASE("a config_load_error's message lists every error, one per line", "[config]")
+{
+    const config_load_error error(
+        {{"a.yaml", 1, 2, "threads", "first"}, {"a.yaml", 3, 4, "log.level", "second"}});
+    CHECK(std::string(error.what()) == "a.yaml:1:2: threads: first\na.yaml:3:4: log.level: second");
+    CHECK(error.errors().size() == 2);
+}
+
+TEST_CASE("several errors in one file are all reported in file order", "[config]")
+{
+    const auto errors = errors_in(yaml(R"(
+routes:
+  - host: "bad host"
+    paths:
+      - upstream: ftp://x
+threads: 0
+timeouts:
+  idle: 10
+log: {level: loud}
+)"));
+
+    REQUIRE(errors.size() == 5);
+    check_error(errors[0], 2, 11, "routes[0].host", "invalid host name");
+    check_error(errors[1], 4, 19, "routes[0].paths[0].upstream", "unsupported scheme");
+    check_error(errors[2], 5, 10, "threads", "must be greater than zero");
+    check_error(errors[3], 7, 9, "timeouts.idle", "needs a unit, e.g. 10s");
+    check_error(errors[4], 8, 14, "log.level", "unknown log level");
+}
+
+TEST_CASE("a YAML syntax error is one error at its position", "[config]")
+{
+    const auto error = only_error_in("listen:\n  http: [\":8080\"\n");
+    CHECK(error.file == "test.yaml");
+    CHECK(error.line == 3);
+    CHECK(error.key_path.empty());
+    CHECK_THAT(error.message, Catch::StartsWith("invalid YAML: "));
+}
+
+TEST_CASE("a second YAML document in the file is an error", "[config]")
+{
+    check_error(only_error_in("threads: 2\n---\nthreads: 3\n"), 3, 1, "", "one YAML document");
+}
+
+TEST_CASE("an unreadable file is one error naming the file and the reason", "[config]")
+{
+    const std::string path = (std::filesystem::temp_directory_path() / "gatehouse-no-such.yaml");
+    try {
+        load_config_file(path);
+        FAIL("a missing file loaded");
+    } catch (const config_load_error& error) {
+        REQUIRE(error.errors().size() == 1);
+        CHECK(error.errors()[0].to_string() ==
+              path + ":0:0: cannot read file: No such file or directory");
+    }
+}
+
+TEST_CASE("a loaded file records its path and reports errors under it", "[config]")
+{
+    const auto good = scratch_file("good.yaml", "threads: 4\n");
+    const auto config = load_config_file(good.string());
+    CHECK(config.threads == 4);
+    CHECK(config.source_file == good.string());
+
+    const auto bad = scratch_file("bad.yaml", "threads: lots\n");
+    try {
+        load_config_file(bad.string());
+        FAIL("an invalid file loaded");
+    } catch (const config_load_error& error) {
+        REQUIRE(error.errors().size() == 1);
+        CHECK(error.errors()[0].file == bad.string());
+    }
+}
+
+// ---- keys and types -------------------------------------------------------------------------
+
+TEST_CASE("unknown keys are errors at the key, at every level", "[config]")
+{
+    SECTION("at the top")
+    {
+        check_error(only_error_in("thread: 4\n"), 1, 1, "thread", "unknown key \"thread\"");
+    }
+    SECTION("in a section")
+    {
+        check_error(only_error_in("timeouts:\n  idel: 5s\n"), 2, 3, "timeouts.idel",
+                    "expected one of: header_read, idle,");
+    }
+    SECTION("in a path of a route")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - upstream: http://a
+        strip: true
+)")),
+                    5, 9, "routes[0].paths[0].strip", "unknown key \"strip\"");
+    }
+}
+
+TEST_CASE("a key given twice in one mapping is an error naming the first line", "[config]")
+{
+    SECTION("at the top")
+    {
+        check_error(only_error_in("threads: 2\nhealth_path: /h\nthreads: 3\n"), 3, 1, "threads",
+                    "duplicate key \"threads\"; it is already set on line 1");
+    }
+    SECTION("in a flow mapping")
+    {
+        check_error(only_error_in("log: {level: info, level: debug}\n"), 1, 20, "log.level",
+                    "duplicate key \"level\"");
+    }
+    SECTION("even when both values are valid")
+    {
+        CHECK_THROWS_AS(parse_config("log:\n  access: true\n  access: false\n", "t"),
+                        config_load_error);
+    }
+}
+
+TEST_CASE("values of the wrong type are errors at the value", "[config]")
+{
+    SECTION("a mapping where a string is expected")
+    {
+        check_error(only_error_in("health_path: {a: 1}\n"), 1, 14, "health_path",
+                    "expected a string, found a mapping");
+    }
+    SECTION("yes where a number is expected")
+    {
+        check_error(only_error_in("upstream_health:\n  max_fails: yes\n"), 2, 14,
+                    "upstream_health.max_fails", "expected a whole number, found \"yes\"");
+    }
+    SECTION("yes where true or false is expected")
+    {
+        check_error(only_error_in("log:\n  access: yes\n"), 2, 11, "log.access",
+                    "expected true or false, found \"yes\"");
+    }
+    SECTION("a string where a mapping is expected")
+    {
+        check_error(only_error_in("timeouts: 10s\n"), 1, 11, "timeouts",
+                    "expected a mapping of settings, found \"10s\"");
+    }
+    SECTION("a mapping where a list is expected")
+    {
+        check_error(only_error_in("routes: {host: a}\n"), 1, 9, "routes",
+                    "expected a list, found a mapping");
+    }
+    SECTION("an empty value where a string is expected, located at its key")
+    {
+        check_error(only_error_in("health_path:\nthreads: 2\n"), 1, 1, "health_path",
+                    "found an empty value");
+    }
+}
+
+// ---- listeners ------------------------------------------------------------------------------
+
+TEST_CASE("listen addresses are host:port with the port required", "[config]")
+{
+    const auto any = parse_listen_address(":8080");
+    REQUIRE(any.ok());
+    CHECK(any.value().host.empty());
+    CHECK(any.value().port == 8080);
+    CHECK(any.value().text == ":8080");
+
+    const auto ipv4 = parse_listen_address("127.0.0.1:8080");
+    REQUIRE(ipv4.ok());
+    CHECK(ipv4.value().host == "127.0.0.1");
+
+    const auto ipv6 = parse_listen_address("[::1]:8080");
+    REQUIRE(ipv6.ok());
+    CHECK(ipv6.value().host == "::1");
+    CHECK(ipv6.value().port == 8080);
+
+    const auto name = parse_listen_address("localhost:8080");
+    REQUIRE(name.ok());
+    CHECK(name.value().host == "localhost");
+
+    const auto free_port = parse_listen_address("127.0.0.1:0");
+    REQUIRE(free_port.ok());
+    CHECK(free_port.value().port == 0);
+}
+
+TEST_CASE("listen addresses without a port or with a bad host or port are rejected", "[config]")
+{
+    for (const char* text :
+         {"8080", "localhost", "", ":", ":http", ":65536", ":-1", "::1:8080", "[::1]", "[::1]8080",
+          "[zz::1]:80", "[::1:80", "bad host:80", "300.1.1.1:80", "*:8080", "a..b:80"}) {
+        INFO(text);
+        CHECK_FALSE(parse_listen_address(text).ok());
+    }
+}
+
+TEST_CASE("a bad listen address is an error at its value", "[config]")
+{
+    check_error(only_error_in("listen:\n  http: 8080\n"), 2, 9, "listen.http", "missing port");
+}
+
+TEST_CASE("an https listener is rejected because TLS termination is not in this build", "[config]")
+{
+    check_error(only_error_in("listen:\n  http: \":80\"\n  https: \":443\"\n"), 3, 10,
+                "listen.https", "TLS termination is not implemented in this build");
+    CHECK_FALSE(parse_config("listen:\n  https: off\n", "t").https_listener.has_value());
+}
+
+TEST_CASE("the admin listener is turned off by an empty value or off", "[config]")
+{
+    for (const char* text : {"listen:\n  admin:\n", "listen:\n  admin: \"\"\n",
+                             "listen:\n  admin: off\n", "listen: {admin: null}\n"}) {
+        INFO(text);
+        CHECK_FALSE(parse_config(text, "t").admin_listener.has_value());
+    }
+    const auto moved = parse_config("listen:\n  admin: \"[::1]:9000\"\n", "t");
+    REQUIRE(moved.admin_listener.has_value());
+    CHECK(moved.admin_listener->host == "::1");
+}
+
+TEST_CASE("the http and admin listeners cannot bind the same address", "[config]")
+{
+    check_error(only_error_in("listen:\n  http: \":9000\"\n  admin: \"127.0.0.1:9000\"\n"), 3, 10,
+                "listen.admin", "would both bind");
+    CHECK_NOTHROW(parse_config("listen: {http: \"127.0.0.1:0\", admin: \"127.0.0.1:0\"}\n", "t"));
+    CHECK_NOTHROW(parse_config("listen: {http: \"127.0.0.1:80\", admin: \"[::1]:80\"}\n", "t"));
+}
+
+// ---- top-level scalars and sections ---------------------------------------------------------
+
+TEST_CASE("threads is auto or a whole number from 1 to 1024", "[config]")
+{
+    CHECK(parse_config("threads: auto\n", "t").threads == 0);
+    CHECK(parse_config("threads: 8\n", "t").threads == 8);
+    CHECK(parse_config("threads: 1024\n", "t").threads == 1024);
+
+    check_error(only_error_in("threads: 0\n"), 1, 10, "threads", "must be greater than zero");
+    check_error(only_error_in("threads: 1025\n"), 1, 10, "threads", "must be at most 1024");
+    check_error(only_error_in("threads: -1\n"), 1, 10, "threads", "expected \"auto\"");
+    check_error(only_error_in("threads: Auto\n"), 1, 10, "threads", "expected \"auto\"");
+}
+
+TEST_CASE("health_path must start with a slash", "[config]")
+{
+    CHECK(parse_config("health_path: /ready\n", "t").health_path == "/ready");
+    check_error(only_error_in("health_path: healthz\n"), 1, 14, "health_path",
+                "must start with '/'");
+}
+
+TEST_CASE("timeouts are positive durations with a unit", "[config]")
+{
+    SECTION("a bare number needs a unit")
+    {
+        check_error(only_error_in("timeouts:\n  drain: 30\n"), 2, 10, "timeouts.drain",
+                    "needs a unit, e.g. 10s");
+    }
+    SECTION("a malformed duration")
+    {
+        check_error(only_error_in("timeouts:\n  idle: 1x\n"), 2, 9, "timeouts.idle",
+                    "invalid duration \"1x\"");
+    }
+    SECTION("a negative duration")
+    {
+        check_error(only_error_in("timeouts:\n  upstream_connect: -5s\n"), 2, 21,
+                    "timeouts.upstream_connect", "invalid duration");
+    }
+    SECTION("zero")
+    {
+        check_error(only_error_in("timeouts:\n  header_read: 0s\n"), 2, 16, "timeouts.header_read",
+                    "must be greater than zero");
+    }
+    SECTION("the upstream_health cooldown too")
+    {
+        check_error(only_error_in("upstream_health:\n  cooldown: 0ms\n"), 2, 13,
+                    "upstream_health.cooldown", "must be greater than zero");
+    }
+}
+
+TEST_CASE("limits take sizes and counts and reject values below their minimum", "[config]")
+{
+    SECTION("sizes may be numbers or strings with units")
+    {
+        const auto config = parse_config(
+            "limits: {max_header_bytes: 1KiB, max_uri_bytes: 2048, max_body_bytes: 1MB}\n", "t");
+        CHECK(config.limits.max_header_bytes == 1024);
+        CHECK(config.limits.max_uri_bytes == 2048);
+        CHECK(config.limits.max_body_bytes == 1'000'000);
+    }
+    SECTION("max_header_bytes under 1KiB")
+    {
+        check_error(only_error_in("limits:\n  max_header_bytes: 1023\n"), 2, 21,
+                    "limits.max_header_bytes", "must be at least 1024 bytes");
+    }
+    SECTION("a malformed size")
+    {
+        check_error(only_error_in("limits:\n  max_body_bytes: 10 MiB\n"), 2, 19,
+                    "limits.max_body_bytes", "invalid size \"10 MiB\"");
+    }
+    SECTION("a size that overflows")
+    {
+        check_error(only_error_in("limits:\n  max_body_bytes: 99999999999GiB\n"), 2, 19,
+                    "limits.max_body_bytes", "invalid size");
+    }
+    SECTION("max_uri_bytes of zero")
+    {
+        check_error(only_error_in("limits:\n  max_uri_bytes: 0\n"), 2, 18, "limits.max_uri_bytes",
+                    "must be greater than zero");
+    }
+    SECTION("max_connections of zero")
+    {
+        check_error(only_error_in("limits:\n  max_connections: 0\n"), 2, 20,
+                    "limits.max_connections", "must be greater than zero");
+    }
+    SECTION("max_connections with a unit")
+    {
+        check_error(only_error_in("limits:\n  max_connections: 10KB\n"), 2, 20,
+                    "limits.max_connections", "expected a whole number");
+    }
+    SECTION("max_body_bytes of zero means no limit")
+    {
+        CHECK(parse_config("limits: {max_body_bytes: 0}\n", "t").limits.max_body_bytes == 0);
+    }
+}
+
+TEST_CASE("max_fails must be at least one", "[config]")
+{
+    check_error(only_error_in("upstream_health:\n  max_fails: 0\n"), 2, 14,
+                "upstream_health.max_fails", "must be greater than zero");
+}
+
+TEST_CASE("the log format and level must be known values", "[config]")
+{
+    const auto config = parse_config("log: {format: text, level: debug, access: false}\n", "t");
+    CHECK(config.log.format == log_format::text);
+    CHECK(config.log.level == "debug");
+    CHECK_FALSE(config.log.access);
+
+    check_error(only_error_in("log:\n  format: xml\n"), 2, 11, "log.format",
+                "expected text or json");
+    check_error(only_error_in("log:\n  level: verbose\n"), 2, 10, "log.level",
+                "unknown log level \"verbose\"");
+}
+
+TEST_CASE("trusted proxies are networks or single addresses", "[config]")
+{
+    const auto config = parse_config("trusted_proxies: [127.0.0.1, \"::1\", 10.0.0.0/8]\n", "t");
+    REQUIRE(config.trusted_proxies.size() == 3);
+    CHECK(config.trusted_proxies[0].text == "127.0.0.1");
+    CHECK(config.trusted_proxies[1].contains("::1"));
+    CHECK(config.trusted_proxies[2].contains("10.9.8.7"));
+
+    check_error(only_error_in("trusted_proxies:\n  - 10.0.0.0/8\n  - 10.0.0.1/24\n"), 3, 5,
+                "trusted_proxies[1]", "host bits set");
+    check_error(only_error_in("trusted_proxies:\n  - proxy.local\n"), 2, 5, "trusted_proxies[0]",
+                "invalid IP address");
+}
+
+// ---- routes ---------------------------------------------------------------------------------
+
+TEST_CASE("upstream URLs are http with a host and an optional port only", "[config]")
+{
+    const auto plain = parse_upstream_url("http://Backend.Local");
+    REQUIRE(plain.ok());
+    CHECK(plain.value().host == "backend.local");
+    CHECK(plain.value().port == 80);
+    CHECK(plain.value().text == "http://Backend.Local");
+
+    const auto with_port = parse_upstream_url("HTTP://127.0.0.1:8080/");
+    REQUIRE(with_port.ok());
+    CHECK(with_port.value().host == "127.0.0.1");
+    CHECK(with_port.value().port == 8080);
+
+    const auto ipv6 = parse_upstream_url("http://[2001:db8::1]:9000");
+    REQUIRE(ipv6.ok());
+    CHECK(ipv6.value().host == "2001:db8::1");
+    CHECK(ipv6.value().port == 9000);
+
+    // Container DNS names often carry underscores.
+    CHECK(parse_upstream_url("http://my_service:8080").ok());
+}
+
+TEST_CASE("malformed upstream URLs are rejected", "[config]")
+{
+    for (const char* text :
+         {"127.0.0.1:8080", "https://a:443", "ws://a", "http://", "http://:8080", "http://a:0",
+          "http://a:65536", "http://a:", "http://a:80/api", "http://a/?x=1", "http://a#top",
+          "http://user@a", "http://user:pw@a:80", "http://::1:80", "http://[::1", "http://[x]:80",
+          "http://a b", "http://a:8o"}) {
+        INFO(text);
+        CHECK_FALSE(parse_upstream_url(text).ok());
+    }
+}
+
+TEST_CASE("a malformed upstream URL is an error at the URL", "[config]")
+{
+    SECTION("a single upstream with a path")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - upstream: http://backend:8080/api
+)")),
+                    4, 19, "routes[0].paths[0].upstream", "cannot have a path");
+    }
+    SECTION("one of several upstreams with userinfo")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - upstreams:
+          - http://one:8080
+          - http://admin:secret@two:8080
+)")),
+                    6, 13, "routes[0].paths[0].upstreams[1]", "user name or password");
+    }
+    SECTION("a port out of range")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - upstream: http://backend:70000
+)")),
+                    4, 19, "routes[0].paths[0].upstream", "out of range 1-65535");
+    }
+}
+
+TEST_CASE("route hosts are stored lower-cased without a trailing dot", "[config]")
+{
+    const auto config = parse_config(yaml(R"(
+routes:
+  - host: App.Example.COM.
+    paths: [{upstream: "http://a"}]
+  - host: "*.Example.com"
+    paths: [{upstream: "http://a"}]
+)"),
+                                     "t");
+    REQUIRE(config.routes.size() == 2);
+    CHECK(config.routes[0].host == "app.example.com");
+    CHECK(config.routes[1].host == "*.example.com");
+}
+
+TEST_CASE("duplicate hosts are errors whatever their case or trailing dot", "[config]")
+{
+    check_error(only_error_in(yaml(R"(
+routes:
+  - host: example.com
+    paths: [{upstream: "http://a"}]
+  - host: EXAMPLE.com.
+    paths: [{upstream: "http://b"}]
+)")),
+                4, 11, "routes[1].host", "duplicate host \"example.com\"; it is already on line 2");
+}
+
+TEST_CASE("a wildcard host covers a single leading label only", "[config]")
+{
+    for (const char* text : {"*", "*.", "*example.com", "a.*.example.com", "*.*.example.com",
+                             "example.*", "**.example.com"}) {
+        INFO(text);
+        CHECK_FALSE(parse_route_host(text).ok());
+    }
+    check_error(only_error_in("routes:\n  - host: \"*\"\n    paths: [{upstream: \"http://a\"}]\n"),
+                2, 11, "routes[0].host", "invalid wildcard");
+}
+
+TEST_CASE("host names with invalid characters are errors", "[config]")
+{
+    for (const char* text : {"exa mple.com", "example.com:8080", "under_score.com", "-a.com",
+                             "a-.com", "a..com", "300.1.1.1", "[::1]", "ex@mple.com", ""}) {
+        INFO(text);
+        CHECK_FALSE(parse_route_host(text).ok());
+    }
+    for (const char* text : {"localhost", "a-b.example.com", "10.0.0.1", "xn--bcher-kva.example"}) {
+        INFO(text);
+        CHECK(parse_route_host(text).ok());
+    }
+    check_error(only_error_in("routes:\n  - host: a/b\n    paths: [{upstream: \"http://a\"}]\n"), 2,
+                11, "routes[0].host", "invalid host name \"a/b\"");
+}
+
+TEST_CASE("a route needs a host and at least one path", "[config]")
+{
+    SECTION("no paths key")
+    {
+        check_error(only_error_in("routes:\n  - host: a.example\n"), 2, 5, "routes[0]",
+                    "a route needs paths");
+    }
+    SECTION("an empty paths list")
+    {
+        check_error(only_error_in("routes:\n  - host: a.example\n    paths: []\n"), 3, 12,
+                    "routes[0].paths", "at least one path");
+    }
+    SECTION("no host")
+    {
+        check_error(only_error_in("routes:\n  - paths: [{upstream: \"http://a\"}]\n"), 2, 5,
+                    "routes[0]", "a route needs a host");
+    }
+    SECTION("a route that is not a mapping")
+    {
+        check_error(only_error_in("routes:\n  - a.example\n"), 2, 5, "routes[0]",
+                    "expected a route");
+    }
+}
+
+TEST_CASE("a prefix starts with a slash and appears once per route", "[config]")
+{
+    SECTION("no leading slash")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - prefix: api/
+        upstream: http://a
+)")),
+                    4, 17, "routes[0].paths[0].prefix", "must start with '/'");
+    }
+    SECTION("the same prefix twice")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - prefix: /api/
+        upstream: http://a
+      - prefix: /api/
+        upstream: http://b
+)")),
+                    6, 17, "routes[0].paths[1].prefix",
+                    "duplicate prefix \"/api/\"; it is already on line 4");
+    }
+    SECTION("the default prefix and an explicit / are the same prefix")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - upstream: http://a
+      - prefix: /
+        upstream: http://b
+)")),
+                    5, 17, "routes[0].paths[1].prefix", "duplicate prefix \"/\"");
+    }
+    SECTION("the same prefix in two routes is fine")
+    {
+        CHECK_NOTHROW(parse_config(yaml(R"(
+routes:
+  - host: a.example
+    paths: [{prefix: /x, upstream: "http://a"}]
+  - host: b.example
+    paths: [{prefix: /x, upstream: "http://a"}]
+)"),
+                                   "t"));
+    }
+}
+
+TEST_CASE("a path has exactly one of upstream and upstreams, and a non-empty list", "[config]")
+{
+    SECTION("neither")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - prefix: /
+)")),
+                    4, 9, "routes[0].paths[0]", "missing upstream");
+    }
+    SECTION("both")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - upstream: http://a
+        upstreams: [http://b]
+)")),
+                    5, 9, "routes[0].paths[0].upstreams", "not both");
+    }
+    SECTION("an empty list")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - upstreams: []
+)")),
+                    4, 20, "routes[0].paths[0].upstreams", "the upstream list is empty");
+    }
+    SECTION("a list keeps its order")
+    {
+        const auto config = parse_config(yaml(R"(
+routes:
+  - host: a.example
+    paths:
+      - upstreams: [http://b:1, http://a:2]
+)"),
+                                         "t");
+        const auto& upstreams = config.routes.at(0).paths.at(0).upstreams;
+        REQUIRE(upstreams.size() == 2);
+        CHECK(upstreams[0].host == "b");
+        CHECK(upstreams[1].port == 2);
+    }
+}
+
+TEST_CASE("the error example in docs/configuration.md is what the loader reports", "[config]")
+{
+    const std::string markdown = read_text(repository_root / "docs" / "configuration.md");
+    const std::string example = yaml_block_after(markdown, "## Errors");
+
+    // The expected report is the plain ``` block that follows "gives".
+    const std::string opening = "gives\n\n```\n";
+    const auto start = markdown.find(opening, markdown.find("\n## Errors\n"));
+    REQUIRE(start != std::string::npos);
+    const auto end = markdown.find("```", start + opening.size());
+    const std::string expected =
+        markdown.substr(start + opening.size(), end - start - opening.size());
+
+    std::string reported;
+    try {
+        parse_config(example, "gatehouse.yaml");
+    } catch (const config_load_error& error) {
+        reported = std::string(error.what()) + "\n";
+    }
+    CHECK(reported == expected);
+}
