@@ -1,0 +1,91 @@
+#include "proxy/forwarding_rules.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+namespace gatehouse::proxy {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b)
+{
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+std::string_view trim(std::string_view text)
+{
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
+        text.remove_prefix(1);
+    }
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
+        text.remove_suffix(1);
+    }
+    return text;
+}
+
+} // namespace
+
+bool is_hop_by_hop(std::string_view field_name)
+{
+    static constexpr std::array<std::string_view, 9> hop_by_hop = {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    };
+    return std::any_of(hop_by_hop.begin(), hop_by_hop.end(),
+                       [field_name](std::string_view name) { return iequals(name, field_name); });
+}
+
+std::vector<std::string_view> connection_tokens(std::string_view connection_value)
+{
+    std::vector<std::string_view> tokens;
+    while (!connection_value.empty()) {
+        auto comma = connection_value.find(',');
+        std::string_view token = trim(connection_value.substr(0, comma));
+        if (!token.empty()) {
+            tokens.push_back(token);
+        }
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        connection_value.remove_prefix(comma + 1);
+    }
+    return tokens;
+}
+
+bool has_token(const std::vector<std::string_view>& tokens, std::string_view token)
+{
+    return std::any_of(tokens.begin(), tokens.end(),
+                       [token](std::string_view candidate) { return iequals(candidate, token); });
+}
+
+std::string forwarded_for(std::optional<std::string_view> incoming, std::string_view peer_address,
+                          bool peer_is_trusted)
+{
+    if (peer_is_trusted && incoming && !trim(*incoming).empty()) {
+        std::string extended(trim(*incoming));
+        extended += ", ";
+        extended += peer_address;
+        return extended;
+    }
+    return std::string(peer_address);
+}
+
+bool is_trusted_peer(std::string_view peer_address, const std::vector<config::ip_network>& trusted)
+{
+    return std::any_of(trusted.begin(), trusted.end(), [peer_address](const auto& network) {
+        return network.contains(peer_address);
+    });
+}
+
+} // namespace gatehouse::proxy

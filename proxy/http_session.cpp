@@ -1,0 +1,676 @@
+#include "proxy/http_session.hpp"
+
+#include "proxy/forwarding_rules.hpp"
+#include "proxy/log.hpp"
+#include "proxy/metrics.hpp"
+#include "proxy/route_table.hpp"
+#include "proxy/tunnel.hpp"
+#include "proxy/upstream_pool.hpp"
+#include "proxy/worker.hpp"
+
+#include <optional>
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+
+namespace gatehouse::proxy {
+
+namespace http = beast::http;
+
+namespace {
+
+// Interim responses and upstream response heads larger than this are refused as a 502.
+constexpr std::size_t max_upstream_header_bytes = 64 * 1024;
+
+// Room for a head at the header limit plus one read of body bytes behind it.
+constexpr std::size_t client_read_bytes = 16 * 1024;
+
+std::string_view path_of(std::string_view target)
+{
+    return target.substr(0, target.find('?'));
+}
+
+bool is_bodiless_status(unsigned status)
+{
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+// Copies the end-to-end fields of a message: everything but hop-by-hop fields and the fields
+// its Connection header names (RFC 9110 section 7.6.1).
+void copy_end_to_end_fields(const http::fields& from, http::fields& to)
+{
+    std::vector<std::string_view> named;
+    auto [first, last] = from.equal_range(http::field::connection);
+    for (auto connection = first; connection != last; ++connection) {
+        for (auto token : connection_tokens(connection->value())) {
+            named.push_back(token);
+        }
+    }
+    for (const auto& f : from) {
+        if (is_hop_by_hop(f.name_string()) || has_token(named, f.name_string())) {
+            continue;
+        }
+        to.insert(f.name(), f.name_string(), f.value());
+    }
+}
+
+bool connection_has(const http::fields& fields, std::string_view token)
+{
+    auto [first, last] = fields.equal_range(http::field::connection);
+    for (auto connection = first; connection != last; ++connection) {
+        if (has_token(connection_tokens(connection->value()), token)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string simple_response(unsigned status, std::string_view body, bool keep_alive,
+                            bool head_request)
+{
+    std::string out = "HTTP/1.1 " + std::to_string(status) + ' ' +
+                      std::string(http::obsolete_reason(static_cast<http::status>(status))) +
+                      "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\n";
+    if (status == 405) {
+        out += "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+    }
+    out += keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
+    if (!head_request) {
+        out += body;
+    }
+    return out;
+}
+
+bool expects_continue(const http::fields& fields)
+{
+    auto expect = fields.find(http::field::expect);
+    return expect != fields.end() && beast::iequals(expect->value(), "100-continue");
+}
+
+bool is_timeout(error_code ec)
+{
+    return ec == beast::error::timeout || ec == asio::error::timed_out;
+}
+
+// Bodies move through one buffer of this size per direction, whatever their length.
+constexpr std::size_t relay_chunk_bytes = 32 * 1024;
+
+struct relay_outcome {
+    error_code read_error;
+    error_code write_error;
+    std::uint64_t body_bytes = 0;
+};
+
+// Streams one message from `in` to `out`: `parser` has read the head from `in`, `message`
+// carries the head to send. The body passes through a fixed buffer, so memory stays flat for
+// any body size; framing (Content-Length or chunked) is re-encoded by the serializer.
+template <bool is_request>
+asio::awaitable<relay_outcome>
+relay_message(beast::tcp_stream& in, beast::flat_buffer& in_buffer,
+              http::parser<is_request, http::buffer_body>& parser, beast::tcp_stream& out,
+              http::message<is_request, http::buffer_body>& message,
+              std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
+{
+    http::serializer<is_request, http::buffer_body> serializer(message);
+    std::unique_ptr<char[]> chunk;
+    relay_outcome outcome;
+
+    for (;;) {
+        if (parser.is_done()) {
+            message.body().data = nullptr;
+            message.body().size = 0;
+            message.body().more = false;
+        } else {
+            if (!chunk) {
+                chunk = std::make_unique<char[]>(relay_chunk_bytes);
+            }
+            parser.get().body().data = chunk.get();
+            parser.get().body().size = relay_chunk_bytes;
+            in.expires_after(read_timeout);
+            auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, use_nothrow);
+            if (ec && ec != http::error::need_buffer) {
+                outcome.read_error = ec;
+                co_return outcome;
+            }
+            std::size_t filled = relay_chunk_bytes - parser.get().body().size;
+            outcome.body_bytes += filled;
+            if (filled == 0 && !parser.is_done()) {
+                continue;
+            }
+            message.body().data = filled > 0 ? chunk.get() : nullptr;
+            message.body().size = filled;
+            message.body().more = !parser.is_done();
+        }
+
+        out.expires_after(write_timeout);
+        auto [ec, n] = co_await http::async_write(out, serializer, use_nothrow);
+        if (ec && ec != http::error::need_buffer) {
+            outcome.write_error = ec;
+            co_return outcome;
+        }
+        if (serializer.is_done()) {
+            co_return outcome;
+        }
+    }
+}
+
+// Reads the upstream's response head, skipping interim 1xx responses other than 101.
+asio::awaitable<error_code>
+read_response_head(beast::tcp_stream& upstream, beast::flat_buffer& buffer,
+                   std::optional<http::response_parser<http::buffer_body>>& parser,
+                   bool head_request, std::chrono::milliseconds timeout)
+{
+    for (;;) {
+        parser.emplace();
+        parser->header_limit(max_upstream_header_bytes);
+        parser->body_limit(boost::none);
+        parser->skip(head_request);
+        upstream.expires_after(timeout);
+        auto [ec, n] = co_await http::async_read_header(upstream, buffer, *parser, use_nothrow);
+        if (ec) {
+            co_return ec;
+        }
+        unsigned status = parser->get().result_int();
+        if (status < 100 || status >= 200 || status == 101) {
+            co_return error_code{};
+        }
+    }
+}
+
+} // namespace
+
+// The state of one request and its response, from the head arriving to the access log line.
+struct http_session::exchange {
+    explicit exchange(const proxy_settings& s) : settings(s), config(*s.config) {}
+
+    const proxy_settings& settings;
+    const config::gatehouse_config& config;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+    std::string head_text;
+    request_head head;
+    std::optional<http::request_parser<http::buffer_body>> parser;
+
+    // What is sent upstream and what comes back.
+    http::request<http::buffer_body> upstream_request;
+    std::optional<http::response_parser<http::buffer_body>> response_parser;
+    bool wants_upgrade = false;
+
+    std::string host;
+    std::string upstream = "-";
+    unsigned status = 0;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+
+    bool client_keep_alive = false;
+    bool head_request = false;
+
+    // Whether the request body has been read completely, so the connection can carry
+    // another request.
+    bool request_consumed() const { return !parser || parser->is_done(); }
+};
+
+http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id)
+    : worker_(owner), client_(std::move(socket)), scanner_(16 * 1024, 8 * 1024), id_(id),
+      accepted_at_(std::chrono::steady_clock::now())
+{
+    error_code ec;
+    auto peer = client_.socket().remote_endpoint(ec);
+    peer_address_ = ec ? std::string("unknown") : endpoint_text(peer);
+    worker_.add_session(this);
+}
+
+http_session::~http_session()
+{
+    worker_.remove_session(this);
+}
+
+void http_session::drain()
+{
+    close_after_response_ = true;
+    if (idle_) {
+        error_code ignored;
+        client_.socket().cancel(ignored);
+    }
+}
+
+asio::awaitable<void> http_session::run()
+{
+    // Each request reads the settings current when it starts; a reload between two requests
+    // on one connection applies to the second.
+    for (;;) {
+        auto settings = worker_.settings();
+        if (!co_await serve_one(*settings)) {
+            break;
+        }
+        ++requests_served_;
+    }
+    error_code ignored;
+    client_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    client_.close();
+}
+
+asio::awaitable<http_session::head_outcome> http_session::read_head(const proxy_settings& settings,
+                                                                    std::size_t& length)
+{
+    const auto& config = *settings.config;
+    scanner_ = request_head_scanner(config.limits.max_header_bytes, config.limits.max_uri_bytes);
+
+    // The first request must arrive within header_read of the accept; later ones may wait
+    // `idle` for their first byte, then get header_read for the rest.
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (requests_served_ == 0) {
+        deadline = accepted_at_ + config.timeouts.header_read;
+    }
+
+    for (;;) {
+        auto bytes = buffer_.data();
+        std::string_view received(static_cast<const char*>(bytes.data()), bytes.size());
+        if (!received.empty()) {
+            if (!deadline) {
+                deadline = std::chrono::steady_clock::now() + config.timeouts.header_read;
+            }
+            auto scanned = scanner_.scan(received);
+            if (scanned.status == head_status::complete) {
+                buffer_.consume(scanned.leading_blank_bytes);
+                length = scanned.head_length - scanned.leading_blank_bytes;
+                co_return head_outcome::ready;
+            }
+            if (scanned.status != head_status::incomplete) {
+                unsigned status = scanned.status == head_status::uri_too_long       ? 414
+                                  : scanned.status == head_status::header_too_large ? 431
+                                                                                    : 400;
+                exchange refused(settings);
+                refused.status = status;
+                log::write(*log::get("proxy"), spdlog::level::debug, "request refused",
+                           {{"conn", id_},
+                            {"client", peer_address_},
+                            {"status", status},
+                            {"error", scanned.reason}});
+                co_await send_simple(refused, status, std::string(scanned.reason) + "\n", false);
+                co_return head_outcome::refused;
+            }
+        }
+
+        if (received.empty() && requests_served_ > 0) {
+            idle_ = true;
+            if (close_after_response_ || worker_.draining()) {
+                co_return head_outcome::closed;
+            }
+            client_.expires_after(config.timeouts.idle);
+        } else {
+            client_.expires_at(*deadline);
+        }
+
+        auto room = std::min(client_read_bytes, buffer_.max_size() - buffer_.size());
+        auto [ec, n] = co_await client_.async_read_some(buffer_.prepare(room), use_nothrow);
+        idle_ = false;
+        if (ec) {
+            co_return head_outcome::closed;
+        }
+        buffer_.commit(n);
+    }
+}
+
+asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
+{
+    std::size_t length = 0;
+    if (co_await read_head(settings, length) != head_outcome::ready) {
+        co_return false;
+    }
+
+    exchange ex(settings);
+    auto bytes = buffer_.data();
+    ex.head_text.assign(static_cast<const char*>(bytes.data()), length);
+
+    auto checked = check_request_head(ex.head_text);
+    if (!checked.head) {
+        log::write(*log::get("proxy"), spdlog::level::debug, "request refused",
+                   {{"conn", id_}, {"client", peer_address_}, {"error", checked.reason}});
+        co_await send_simple(ex, 400, std::string(checked.reason) + "\n", false);
+        co_return false;
+    }
+    ex.head = *checked.head;
+    ex.head_request = ex.head.method == "HEAD";
+
+    // Beast parses the same head for body framing; it only sees heads that passed our checks.
+    ex.parser.emplace();
+    ex.parser->header_limit(static_cast<std::uint32_t>(length + 1));
+    if (ex.config.limits.max_body_bytes > 0) {
+        ex.parser->body_limit(ex.config.limits.max_body_bytes);
+    } else {
+        ex.parser->body_limit(boost::none);
+    }
+    error_code parse_error;
+    ex.parser->put(asio::buffer(ex.head_text), parse_error);
+    buffer_.consume(length);
+    if (parse_error || !ex.parser->is_header_done()) {
+        co_await send_simple(ex, 400, "malformed request\n", false);
+        co_return false;
+    }
+
+    const auto& request = ex.parser->get();
+    ex.client_keep_alive = ex.head.version == 11 ? !connection_has(request, "close")
+                                                 : connection_has(request, "keep-alive");
+
+    // The health check is answered before routing, whatever the host, for load balancers.
+    if (path_of(ex.head.target) == ex.config.health_path &&
+        (ex.head.method == "GET" || ex.head.method == "HEAD")) {
+        co_await send_simple(ex, 200, "ok\n", ex.client_keep_alive);
+        co_return ex.client_keep_alive&& ex.request_consumed();
+    }
+
+    // A forward proxy tunnel would make us an open proxy.
+    if (ex.head.method == "CONNECT") {
+        co_await send_simple(ex, 405, "CONNECT is not supported\n", false);
+        co_return false;
+    }
+
+    auto resolved = resolve_target(ex.head.target);
+    if (!resolved) {
+        co_await send_simple(ex, 400, "request target not accepted\n", false);
+        co_return false;
+    }
+    ex.host =
+        !resolved->authority.empty() ? resolved->authority : std::string(ex.head.host.value_or(""));
+
+    auto match = settings.routes.find(ex.host, resolved->origin_form);
+    if (!match) {
+        co_await send_simple(ex, 404, "no route for this host and path\n", ex.client_keep_alive);
+        co_return ex.client_keep_alive&& ex.request_consumed();
+    }
+
+    if (ex.config.limits.max_body_bytes > 0 && ex.head.content_length &&
+        *ex.head.content_length > ex.config.limits.max_body_bytes) {
+        co_await send_simple(ex, 413, "request body too large\n", false);
+        co_return false;
+    }
+
+    co_return co_await forward(ex, *match);
+}
+
+asio::awaitable<void> http_session::send_simple(exchange& ex, unsigned status,
+                                                std::string_view body, bool keep_alive)
+{
+    keep_alive = keep_alive && ex.request_consumed() && !close_after_response_;
+    ex.status = status;
+    std::string response = simple_response(status, body, keep_alive, ex.head_request);
+    client_.expires_after(ex.config.timeouts.idle);
+    // A failed write needs no handling here: the next read on this connection fails too.
+    co_await asio::async_write(client_, asio::buffer(response), use_nothrow);
+    ex.bytes_out = ex.head_request ? 0 : body.size();
+    process_metrics().count_response(status);
+    if (status != 200 || ex.config.log.access) {
+        log_access(ex);
+    }
+}
+
+void http_session::log_access(const exchange& ex)
+{
+    if (!ex.config.log.access) {
+        return;
+    }
+    auto elapsed = std::chrono::steady_clock::now() - ex.started;
+    double duration_ms = std::chrono::duration<double, std::milli>(elapsed).count();
+    static const auto access = log::get("access");
+    log::write(*access, spdlog::level::info, "request",
+               {{"conn", id_},
+                {"client", peer_address_},
+                {"method", ex.head.method},
+                {"host", ex.host},
+                {"path", ex.head.target},
+                {"status", ex.status},
+                {"bytes_in", ex.bytes_in},
+                {"bytes_out", ex.bytes_out},
+                {"duration_ms", duration_ms},
+                {"upstream", ex.upstream}});
+}
+
+asio::awaitable<bool> http_session::forward(exchange& ex, const route_match& match)
+{
+    auto& request = ex.parser->get();
+    auto& outgoing = ex.upstream_request;
+
+    // The request as the upstream will see it: origin-form, HTTP/1.1, end-to-end fields only,
+    // plus who the client was.
+    outgoing.method_string(request.method_string());
+    outgoing.target(match.upstream_target);
+    outgoing.version(11);
+    copy_end_to_end_fields(request, outgoing);
+    outgoing.erase(http::field::expect);
+
+    std::string client_ip = peer_address_.substr(0, peer_address_.rfind(':'));
+    if (client_ip.size() > 2 && client_ip.front() == '[') {
+        client_ip = client_ip.substr(1, client_ip.size() - 2);
+    }
+    std::optional<std::string_view> incoming_chain;
+    if (auto chain = request.find("X-Forwarded-For"); chain != request.end()) {
+        incoming_chain = chain->value();
+    }
+    bool trusted = is_trusted_peer(client_ip, ex.config.trusted_proxies);
+    outgoing.set("X-Forwarded-For", forwarded_for(incoming_chain, client_ip, trusted));
+    outgoing.set("X-Forwarded-Proto", "http");
+    outgoing.set("X-Forwarded-Host", std::string(ex.head.host.value_or(ex.host)));
+    if (ex.head.target.front() != '/') {
+        // RFC 9112 section 3.2.2: an absolute-form target's authority replaces Host.
+        outgoing.set(http::field::host, ex.host);
+    }
+    if (ex.parser->chunked()) {
+        outgoing.set(http::field::transfer_encoding, "chunked");
+    }
+    ex.wants_upgrade =
+        connection_has(request, "upgrade") && request.find(http::field::upgrade) != request.end();
+    if (ex.wants_upgrade) {
+        outgoing.set(http::field::upgrade, request[http::field::upgrade]);
+        outgoing.set(http::field::connection, "upgrade");
+    }
+
+    // Pick an upstream; a connect failure moves on to the next one, since nothing was sent.
+    const path_target& target = *match.target;
+    std::vector<upstream_pool*> pools;
+    std::vector<const upstream_health_state*> states;
+    for (const auto& upstream : target.upstreams) {
+        pools.push_back(&worker_.pool_for(upstream));
+        states.push_back(&pools.back()->health());
+    }
+    auto now = health_clock::now();
+    auto start = target.next_upstream.fetch_add(1, std::memory_order_relaxed);
+    auto first = pick_upstream(states, start, now);
+
+    error_code connect_error;
+    for (std::size_t attempt = 0; attempt < pools.size(); ++attempt) {
+        auto& pool = *pools[(first + attempt) % pools.size()];
+        if (attempt > 0 && pool.health().is_ejected(now)) {
+            continue;
+        }
+        ex.upstream = pool.upstream().text;
+        if (auto idle = pool.take_idle(now)) {
+            co_return co_await exchange_with_upstream(ex, pool, std::move(idle));
+        }
+        auto [ec, fresh] = co_await pool.connect(ex.config.timeouts.upstream_connect);
+        if (!ec) {
+            co_return co_await exchange_with_upstream(ex, pool, std::move(fresh));
+        }
+        connect_error = ec;
+        record_upstream_failure(pool, "upstream connect failed", ec);
+    }
+    co_return co_await answer_upstream_failure(ex, connect_error);
+}
+
+asio::awaitable<bool>
+http_session::exchange_with_upstream(exchange& ex, upstream_pool& pool,
+                                     std::unique_ptr<upstream_connection> connection)
+{
+    const auto& timeouts = ex.config.timeouts;
+    auto& request = ex.parser->get();
+
+    // RFC 9110 section 10.1.1: the client waits for our go-ahead before sending its body.
+    if (expects_continue(request) && !ex.parser->is_done()) {
+        static constexpr std::string_view go_ahead = "HTTP/1.1 100 Continue\r\n\r\n";
+        client_.expires_after(timeouts.idle);
+        auto [ec, n] = co_await asio::async_write(client_, asio::buffer(go_ahead), use_nothrow);
+        if (ec) {
+            co_return false;
+        }
+    }
+
+    for (int attempt = 0;; ++attempt) {
+        auto sent = co_await relay_message<true>(client_, buffer_, *ex.parser, connection->stream,
+                                                 ex.upstream_request, timeouts.idle,
+                                                 timeouts.upstream_response);
+        ex.bytes_in += sent.body_bytes;
+        process_metrics().request_bytes.fetch_add(sent.body_bytes, std::memory_order_relaxed);
+        if (sent.read_error == http::error::body_limit) {
+            co_await send_simple(ex, 413, "request body too large\n", false);
+            co_return false;
+        }
+        if (sent.read_error) {
+            // The client left or stalled mid-body; there is nobody to answer.
+            co_return false;
+        }
+
+        error_code failure = sent.write_error;
+        if (!failure) {
+            failure = co_await read_response_head(connection->stream, connection->buffer,
+                                                  ex.response_parser, ex.head_request,
+                                                  timeouts.upstream_response);
+        }
+        if (!failure) {
+            pool.health().record_success();
+            co_return co_await relay_response(ex, pool, std::move(connection));
+        }
+
+        // A pooled connection may have been closed by the upstream just as we reused it. When
+        // nothing of a body was lost, one retry on a new connection is safe and invisible.
+        bool retryable = connection->reused && attempt == 0 && sent.body_bytes == 0 &&
+                         ex.parser->is_done() && !is_timeout(failure);
+        if (retryable) {
+            auto [ec, fresh] = co_await pool.connect(timeouts.upstream_connect);
+            if (!ec) {
+                connection = std::move(fresh);
+                continue;
+            }
+            failure = ec;
+        }
+        record_upstream_failure(pool, "upstream request failed", failure);
+        co_return co_await answer_upstream_failure(ex, failure);
+    }
+}
+
+asio::awaitable<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
+                                                   std::unique_ptr<upstream_connection> connection)
+{
+    auto& parser = *ex.response_parser;
+    const auto& upstream_response = parser.get();
+    const unsigned status = upstream_response.result_int();
+
+    http::response<http::buffer_body> response;
+    response.result(status);
+    response.reason(upstream_response.reason());
+    response.version(11);
+    copy_end_to_end_fields(upstream_response, response);
+
+    bool keep_client = ex.client_keep_alive && ex.request_consumed() && !close_after_response_ &&
+                       !worker_.draining();
+    const bool switching = status == 101 && ex.wants_upgrade;
+    const bool bodiless = ex.head_request || is_bodiless_status(status);
+
+    if (switching) {
+        response.set(http::field::upgrade, upstream_response[http::field::upgrade]);
+        response.set(http::field::connection, "upgrade");
+    } else if (!bodiless && !parser.content_length()) {
+        // Chunked or close-delimited upstream bodies go out chunked to HTTP/1.1 clients;
+        // HTTP/1.0 clients cannot read chunks, so their body ends with the connection.
+        if (ex.head.version == 11) {
+            response.set(http::field::transfer_encoding, "chunked");
+        } else {
+            keep_client = false;
+        }
+    }
+    if (!switching) {
+        if (!keep_client) {
+            response.set(http::field::connection, "close");
+        } else if (ex.head.version == 10) {
+            response.set(http::field::connection, "keep-alive");
+        }
+    }
+
+    ex.status = status;
+    auto relayed = co_await relay_message<false>(
+        connection->stream, connection->buffer, parser, client_, response,
+        ex.config.timeouts.upstream_response, ex.config.timeouts.idle);
+    ex.bytes_out = relayed.body_bytes;
+    process_metrics().response_bytes.fetch_add(relayed.body_bytes, std::memory_order_relaxed);
+    process_metrics().count_response(status);
+    log_access(ex);
+
+    if (relayed.read_error || relayed.write_error) {
+        // The response head is already on its way, so the only honest signal left is closing.
+        if (relayed.read_error) {
+            record_upstream_failure(pool, "upstream response failed", relayed.read_error);
+        }
+        co_return false;
+    }
+    if (switching) {
+        co_await run_tunnel(client_, buffer_, connection->stream, connection->buffer,
+                            ex.config.timeouts.idle);
+        co_return false;
+    }
+    if (parser.keep_alive() && parser.is_done()) {
+        pool.give_back(std::move(connection), health_clock::now());
+    }
+    co_return keep_client;
+}
+
+asio::awaitable<bool> http_session::answer_upstream_failure(exchange& ex, error_code failure)
+{
+    if (is_timeout(failure)) {
+        co_await send_simple(ex, 504, "upstream timed out\n", ex.client_keep_alive);
+    } else {
+        co_await send_simple(ex, 502, "upstream unavailable\n", ex.client_keep_alive);
+    }
+    co_return ex.client_keep_alive&& ex.request_consumed() && !close_after_response_;
+}
+
+void http_session::record_upstream_failure(upstream_pool& pool, std::string_view what,
+                                           error_code ec)
+{
+    auto& counters = process_metrics();
+    counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
+    const auto& policy = worker_.settings()->config->upstream_health;
+    bool ejected = pool.health().record_failure(health_clock::now(), policy);
+    static const auto logger = log::get("proxy");
+    log::write(*logger, spdlog::level::warn, what,
+               {{"conn", id_}, {"upstream", pool.upstream().text}, {"error", ec.message()}});
+    if (ejected) {
+        counters.upstream_ejections.fetch_add(1, std::memory_order_relaxed);
+        auto cooldown_ms = static_cast<std::int64_t>(policy.cooldown.count());
+        log::write(*logger, spdlog::level::warn, "upstream ejected",
+                   {{"upstream", pool.upstream().text}, {"cooldown_ms", cooldown_ms}});
+    }
+}
+
+void spawn_session(worker& owner, tcp::socket socket, std::uint64_t id)
+{
+    auto session = std::make_unique<http_session>(owner, std::move(socket), id);
+    auto& context = owner.context();
+    asio::co_spawn(
+        context,
+        [](std::unique_ptr<http_session> owned) -> asio::awaitable<void> {
+            co_await owned->run();
+        }(std::move(session)),
+        [](std::exception_ptr failure) {
+            if (!failure) {
+                return;
+            }
+            try {
+                std::rethrow_exception(failure);
+            } catch (const std::exception& e) {
+                log::write(*log::get("proxy"), spdlog::level::err, "session failed",
+                           {{"error", e.what()}});
+            }
+        });
+}
+
+} // namespace gatehouse::proxy

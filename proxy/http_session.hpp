@@ -1,0 +1,74 @@
+// One client connection speaking HTTP/1.x: reads requests, answers what gatehouse answers
+// itself (health checks, errors), and forwards the rest to upstreams, streaming bodies both
+// ways through fixed-size buffers. Internal to proxy/: it exposes Asio.
+#pragma once
+
+#include "proxy/net.hpp"
+#include "proxy/request_head.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace gatehouse::proxy {
+
+class worker;
+struct proxy_settings;
+struct route_match;
+struct upstream_connection;
+class upstream_pool;
+
+class http_session {
+public:
+    http_session(worker& owner, tcp::socket socket, std::uint64_t id);
+    ~http_session();
+
+    http_session(const http_session&) = delete;
+    http_session& operator=(const http_session&) = delete;
+
+    // Serves requests until the client leaves, a timeout fires, or the server drains.
+    // Never throws: every failure ends this connection only.
+    asio::awaitable<void> run();
+
+    // Called by the worker when the server starts draining: an idle connection closes now, a
+    // busy one after its current response.
+    void drain();
+
+private:
+    struct exchange;
+
+    enum class head_outcome { ready = 1, closed, refused };
+
+    asio::awaitable<bool> serve_one(const proxy_settings& settings);
+    asio::awaitable<head_outcome> read_head(const proxy_settings& settings, std::size_t& length);
+    asio::awaitable<bool> forward(exchange& ex, const route_match& match);
+    asio::awaitable<bool> exchange_with_upstream(exchange& ex, upstream_pool& pool,
+                                                 std::unique_ptr<upstream_connection> connection);
+    asio::awaitable<bool> relay_response(exchange& ex, upstream_pool& pool,
+                                         std::unique_ptr<upstream_connection> connection);
+    asio::awaitable<bool> answer_upstream_failure(exchange& ex, error_code failure);
+    void record_upstream_failure(upstream_pool& pool, std::string_view what, error_code ec);
+    asio::awaitable<void> send_simple(exchange& ex, unsigned status, std::string_view body,
+                                      bool keep_alive);
+    void log_access(const exchange& ex);
+
+    worker& worker_;
+    beast::tcp_stream client_;
+    beast::flat_buffer buffer_;
+    request_head_scanner scanner_;
+    std::uint64_t id_;
+    std::string peer_address_;
+    std::chrono::steady_clock::time_point accepted_at_;
+    unsigned requests_served_ = 0;
+
+    // True while waiting for the first byte of the next request: the only moment a drain may
+    // close the connection without cutting a request short.
+    bool idle_ = true;
+    bool close_after_response_ = false;
+};
+
+// Starts a session on its worker's thread. The coroutine owns the session.
+void spawn_session(worker& owner, tcp::socket socket, std::uint64_t id);
+
+} // namespace gatehouse::proxy

@@ -1,0 +1,133 @@
+// gatehouse: an ingress that is both a reverse proxy and a certificate manager.
+// main() only reads the command line and wires the pieces together.
+#include "config/config_loader.hpp"
+#include "proxy/log.hpp"
+#include "proxy/server.hpp"
+#include "proxy/version.hpp"
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace {
+
+// Exit codes promised by the usage text and docs.
+constexpr int exit_ok = 0;
+constexpr int exit_runtime_failure = 1;
+constexpr int exit_usage = 2;
+
+constexpr std::string_view usage_text =
+    R"(usage: gatehouse COMMAND [OPTIONS]
+
+commands:
+  run --config FILE        serve with the configuration in FILE
+  validate --config FILE   check FILE and list every error in it
+  version                  print the version
+  help                     print this text
+
+exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration
+signals (run): SIGTERM/SIGINT drain and exit, a second one exits at once; SIGHUP reloads FILE
+)";
+
+int usage_error(std::string_view message)
+{
+    std::cerr << "gatehouse: " << message << "\n\n" << usage_text;
+    return exit_usage;
+}
+
+// Reads "--config FILE" or "--config=FILE"; nothing else is accepted.
+bool parse_config_option(const std::vector<std::string_view>& args, std::string& path)
+{
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--config" && i + 1 < args.size()) {
+            path = args[++i];
+        } else if (args[i].starts_with("--config=")) {
+            path = args[i].substr(9);
+        } else {
+            return false;
+        }
+    }
+    return !path.empty();
+}
+
+void print_errors(const gatehouse::config::config_load_error& failure)
+{
+    for (const auto& error : failure.errors()) {
+        std::cerr << error.to_string() << '\n';
+    }
+    std::cerr << "gatehouse: " << failure.errors().size() << " configuration error"
+              << (failure.errors().size() == 1 ? "" : "s") << '\n';
+}
+
+int validate(const std::string& path)
+{
+    try {
+        auto loaded = gatehouse::config::load_config_file(path);
+        std::cout << path << ": configuration is valid (" << loaded.routes.size() << " routes)\n";
+        return exit_ok;
+    } catch (const gatehouse::config::config_load_error& failure) {
+        print_errors(failure);
+        return exit_usage;
+    }
+}
+
+int run(const std::string& path)
+{
+    gatehouse::config::gatehouse_config loaded;
+    try {
+        loaded = gatehouse::config::load_config_file(path);
+    } catch (const gatehouse::config::config_load_error& failure) {
+        print_errors(failure);
+        return exit_usage;
+    }
+
+    gatehouse::log::configure(loaded.log);
+    auto logger = gatehouse::log::get("main");
+    gatehouse::log::write(*logger, spdlog::level::info, "gatehouse starting",
+                          {{"version", gatehouse::version_string}, {"config", path}});
+    try {
+        gatehouse::proxy::server server(path, std::move(loaded));
+        return server.run();
+    } catch (const std::system_error& failure) {
+        gatehouse::log::write(*logger, spdlog::level::critical, "cannot start",
+                              {{"error", failure.what()}});
+        return exit_runtime_failure;
+    } catch (const std::exception& failure) {
+        gatehouse::log::write(*logger, spdlog::level::critical, "fatal error",
+                              {{"error", failure.what()}});
+        return exit_runtime_failure;
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::vector<std::string_view> args(argv + 1, argv + argc);
+    if (args.empty()) {
+        return usage_error("a command is required");
+    }
+
+    std::string_view command = args.front();
+    std::vector<std::string_view> options(args.begin() + 1, args.end());
+
+    if (command == "help" || command == "--help" || command == "-h") {
+        std::cout << usage_text;
+        return exit_ok;
+    }
+    if (command == "version" || command == "--version") {
+        std::cout << "gatehouse " << gatehouse::version_string << '\n';
+        return exit_ok;
+    }
+    if (command == "run" || command == "validate") {
+        std::string path;
+        if (!parse_config_option(options, path)) {
+            return usage_error(std::string(command) + " needs --config FILE");
+        }
+        return command == "run" ? run(path) : validate(path);
+    }
+    return usage_error("unknown command '" + std::string(command) + "'");
+}

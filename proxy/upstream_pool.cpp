@@ -1,0 +1,97 @@
+#include "proxy/upstream_pool.hpp"
+
+#include "proxy/metrics.hpp"
+
+#include <cerrno>
+#include <sys/socket.h>
+
+namespace gatehouse::proxy {
+
+namespace {
+
+// An idle upstream connection should have nothing to read. EOF means the upstream closed it;
+// unexpected bytes mean it is out of step with us. Either way it must not carry a request.
+bool looks_reusable(upstream_connection& connection)
+{
+    if (connection.buffer.size() != 0) {
+        return false;
+    }
+    char byte;
+    auto fd = connection.stream.socket().native_handle();
+    ssize_t peeked = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+} // namespace
+
+upstream_pool::upstream_pool(asio::any_io_executor executor, config::upstream_url upstream)
+    : executor_(executor), upstream_(std::move(upstream))
+{}
+
+std::unique_ptr<upstream_connection> upstream_pool::take_idle(health_clock::time_point now)
+{
+    while (!idle_.empty()) {
+        auto connection = std::move(idle_.back());
+        idle_.pop_back();
+        if (now - connection->idle_since < idle_timeout && looks_reusable(*connection)) {
+            connection->reused = true;
+            return connection;
+        }
+    }
+    return nullptr;
+}
+
+asio::awaitable<std::pair<error_code, std::unique_ptr<upstream_connection>>>
+upstream_pool::connect(std::chrono::milliseconds timeout)
+{
+    auto connection = std::make_unique<upstream_connection>(executor_);
+    process_metrics().upstream_connects.fetch_add(1, std::memory_order_relaxed);
+
+    // An IP literal needs no resolver round trip.
+    error_code parse_error;
+    auto literal = asio::ip::make_address(upstream_.host, parse_error);
+    connection->stream.expires_after(timeout);
+    if (!parse_error) {
+        auto [ec] = co_await connection->stream.async_connect(
+            tcp::endpoint(literal, upstream_.port), use_nothrow);
+        co_return std::pair{ec, ec ? nullptr : std::move(connection)};
+    }
+
+    // The resolver has no deadline of its own: a timer cancels it. The timer's handler owns a
+    // reference to the resolver because it may run after this coroutine has moved on.
+    auto resolver = std::make_shared<tcp::resolver>(executor_);
+    asio::steady_timer deadline(executor_, timeout);
+    deadline.async_wait([resolver](error_code ec) {
+        if (!ec) {
+            resolver->cancel();
+        }
+    });
+    auto [resolve_error, endpoints] = co_await resolver->async_resolve(
+        upstream_.host, std::to_string(upstream_.port), use_nothrow);
+    deadline.cancel();
+    if (resolve_error) {
+        co_return std::pair{resolve_error, nullptr};
+    }
+    auto [ec, endpoint] = co_await connection->stream.async_connect(endpoints, use_nothrow);
+    co_return std::pair{ec, ec ? nullptr : std::move(connection)};
+}
+
+void upstream_pool::give_back(std::unique_ptr<upstream_connection> connection,
+                              health_clock::time_point now)
+{
+    if (idle_.size() >= max_idle_connections) {
+        return;
+    }
+    connection->idle_since = now;
+    connection->stream.expires_never();
+    idle_.push_back(std::move(connection));
+}
+
+void upstream_pool::close_expired(health_clock::time_point now)
+{
+    while (!idle_.empty() && now - idle_.front()->idle_since >= idle_timeout) {
+        idle_.pop_front();
+    }
+}
+
+} // namespace gatehouse::proxy

@@ -1,0 +1,222 @@
+#include "proxy/worker.hpp"
+
+#include "proxy/http_session.hpp"
+#include "proxy/log.hpp"
+#include "proxy/metrics.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+namespace gatehouse::proxy {
+
+namespace {
+
+// How often idle upstream connections past their keep-alive time are closed.
+constexpr std::chrono::seconds upstream_sweep_interval{2};
+
+// At most one "connection limit reached" warning per this many seconds.
+constexpr std::int64_t limit_warning_interval_s = 10;
+
+constexpr std::string_view over_capacity_response =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    "Content-Length: 25\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    "server at connection cap\n";
+
+} // namespace
+
+std::string address_text(const asio::ip::address& address)
+{
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+    }
+    return address.to_string();
+}
+
+std::string endpoint_text(const tcp::endpoint& endpoint)
+{
+    std::string host = address_text(endpoint.address());
+    if (host.find(':') != std::string::npos) {
+        host = "[" + host + "]";
+    }
+    return host + ":" + std::to_string(endpoint.port());
+}
+
+worker::worker(unsigned index, std::shared_ptr<const proxy_settings> settings,
+               shared_server_state& shared)
+    : index_(index), shared_(shared), settings_(std::move(settings))
+{}
+
+worker::~worker()
+{
+    stop();
+}
+
+void worker::listen_on(int listening_fd, const tcp& protocol)
+{
+    int own_fd = ::dup(listening_fd);
+    if (own_fd < 0) {
+        throw std::system_error(errno, std::generic_category(), "dup of listening socket");
+    }
+    acceptor_ = std::make_unique<tcp::acceptor>(context_);
+    acceptor_->assign(protocol, own_fd);
+}
+
+void worker::start()
+{
+    if (acceptor_) {
+        asio::co_spawn(context_, accept_loop(), asio::detached);
+    }
+    asio::co_spawn(context_, sweep_idle_upstreams(), asio::detached);
+    thread_ = std::thread([this] {
+        // A throwing handler must not take the whole process down with an unexplained abort.
+        for (;;) {
+            try {
+                context_.run();
+                return;
+            } catch (const std::exception& e) {
+                log::write(*log::get("proxy"), spdlog::level::err, "worker handler failed",
+                           {{"worker", index_}, {"error", e.what()}});
+            }
+        }
+    });
+}
+
+void worker::apply_settings(std::shared_ptr<const proxy_settings> settings)
+{
+    asio::post(context_, [this, settings = std::move(settings)]() mutable {
+        settings_ = std::move(settings);
+    });
+}
+
+void worker::begin_drain()
+{
+    asio::post(context_, [this] {
+        draining_ = true;
+        if (acceptor_) {
+            error_code ignored;
+            acceptor_->close(ignored);
+        }
+        // Copy first: a session may end, and leave the set, while it is being told to drain.
+        std::vector<http_session*> current(sessions_.begin(), sessions_.end());
+        for (auto* session : current) {
+            if (sessions_.contains(session)) {
+                session->drain();
+            }
+        }
+    });
+}
+
+void worker::stop()
+{
+    context_.stop();
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+upstream_pool& worker::pool_for(const config::upstream_url& upstream)
+{
+    auto found = pools_.find(upstream.text);
+    if (found != pools_.end()) {
+        return *found->second;
+    }
+    auto pool = std::make_unique<upstream_pool>(context_.get_executor(), upstream);
+    return *pools_.emplace(upstream.text, std::move(pool)).first->second;
+}
+
+void worker::add_session(http_session* session)
+{
+    sessions_.insert(session);
+    open_sessions_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void worker::remove_session(http_session* session)
+{
+    sessions_.erase(session);
+    open_sessions_.fetch_sub(1, std::memory_order_relaxed);
+    shared_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    process_metrics().connections_open.fetch_sub(1, std::memory_order_relaxed);
+}
+
+asio::awaitable<void> worker::accept_loop()
+{
+    for (;;) {
+        auto [ec, socket] = co_await acceptor_->async_accept(use_nothrow);
+        if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+            co_return;
+        }
+        if (ec) {
+            // Running out of descriptors is the usual cause; pause instead of spinning.
+            log::write(*log::get("proxy"), spdlog::level::warn, "accept failed",
+                       {{"worker", index_}, {"error", ec.message()}});
+            asio::steady_timer pause(context_, std::chrono::milliseconds(100));
+            co_await pause.async_wait(use_nothrow);
+            continue;
+        }
+
+        process_metrics().connections_accepted.fetch_add(1, std::memory_order_relaxed);
+        auto limit = settings_->config->limits.max_connections;
+        auto open = shared_.open_connections.fetch_add(1, std::memory_order_relaxed);
+        if (open >= static_cast<std::int64_t>(limit)) {
+            shared_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+            process_metrics().connections_refused.fetch_add(1, std::memory_order_relaxed);
+            warn_connection_limit(limit);
+            asio::co_spawn(context_, refuse_connection(std::move(socket)), asio::detached);
+            continue;
+        }
+
+        process_metrics().connections_open.fetch_add(1, std::memory_order_relaxed);
+        error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        auto id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
+        spawn_session(*this, std::move(socket), id);
+    }
+}
+
+asio::awaitable<void> worker::refuse_connection(tcp::socket socket)
+{
+    // A polite refusal: a short answer the client can act on, then close. Bounded in time so
+    // a client that never reads cannot hold the socket.
+    beast::tcp_stream stream(std::move(socket));
+    stream.expires_after(std::chrono::seconds(1));
+    co_await asio::async_write(stream, asio::buffer(over_capacity_response), use_nothrow);
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+void worker::warn_connection_limit(std::size_t limit)
+{
+    auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::steady_clock::now().time_since_epoch())
+                     .count();
+    auto last = shared_.last_limit_warning.load(std::memory_order_relaxed);
+    if (now_s - last < limit_warning_interval_s) {
+        return;
+    }
+    if (shared_.last_limit_warning.compare_exchange_strong(last, now_s)) {
+        log::write(*log::get("proxy"), spdlog::level::warn,
+                   "connection limit reached, refusing new connections",
+                   {{"max_connections", limit},
+                    {"refused_total", process_metrics().connections_refused.load()}});
+    }
+}
+
+asio::awaitable<void> worker::sweep_idle_upstreams()
+{
+    asio::steady_timer timer(context_);
+    for (;;) {
+        timer.expires_after(upstream_sweep_interval);
+        auto [ec] = co_await timer.async_wait(use_nothrow);
+        if (ec) {
+            co_return;
+        }
+        auto now = health_clock::now();
+        for (auto& [name, pool] : pools_) {
+            pool->close_expired(now);
+        }
+    }
+}
+
+} // namespace gatehouse::proxy
