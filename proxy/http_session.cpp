@@ -345,6 +345,11 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
     error_code parse_error;
     ex.parser->put(asio::buffer(ex.head_text), parse_error);
     buffer_.consume(length);
+    if (parse_error == http::error::body_limit) {
+        // A declared Content-Length over the limit: refuse before reading a byte of the body.
+        co_await send_simple(ex, 413, "request body too large\n", false);
+        co_return false;
+    }
     if (parse_error || !ex.parser->is_header_done()) {
         co_await send_simple(ex, 400, "malformed request\n", false);
         co_return false;
@@ -379,12 +384,6 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
     if (!match) {
         co_await send_simple(ex, 404, "no route for this host and path\n", ex.client_keep_alive);
         co_return ex.client_keep_alive&& ex.request_consumed();
-    }
-
-    if (ex.config.limits.max_body_bytes > 0 && ex.head.content_length &&
-        *ex.head.content_length > ex.config.limits.max_body_bytes) {
-        co_await send_simple(ex, 413, "request body too large\n", false);
-        co_return false;
     }
 
     co_return co_await forward(ex, *match);

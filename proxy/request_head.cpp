@@ -194,6 +194,9 @@ head_scan_result request_head_scanner::scan(std::string_view bytes)
                 continue;
             }
             if (line.empty()) {
+                if (line_start_ - leading_blank_bytes_ > max_header_bytes_) {
+                    return fail(head_status::header_too_large, "request head too large");
+                }
                 head_scan_result done;
                 done.status = head_status::complete;
                 done.head_length = line_start_;
