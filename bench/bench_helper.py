@@ -1,0 +1,611 @@
+#!/usr/bin/python3
+"""Helper for bench/run.sh: ports, readiness probes, /proc sampling, wrk parsing, the report.
+
+Standard library only. run.sh owns every long-lived process (backend and proxies); this helper
+only ever starts wrk, and only inside `measure`, with a hard timeout.
+
+Subcommands:
+  ports N                      print N free TCP ports on 127.0.0.1 (one per line)
+  probe --port P --pid PID     wait until GET / through 127.0.0.1:P answers 200 "hello\\n"
+  quiet CORE...                warn if those cores are already busy (samples 1 s)
+  tree PID                     print PID and all of its descendants
+  rss PID                      print VmRSS and VmHWM of PID in KiB, and its CPU affinity
+  measure ... -- WRK ARGV      run wrk once, sample CPU/RSS around it, append a JSON record
+  report ...                   medians per target, printed and written as Markdown
+  meta --out F key=value ...   write the run's description as JSON for `report`
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+EXPECTED_BODY = b"hello\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc sampling
+
+
+def read_stat(pid):
+    """Return (ppid, utime+stime in ticks) for pid, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself contain spaces or parentheses, so the
+    # fixed fields are counted from the last ')'.
+    rest = data[data.rindex(")") + 2:].split()
+    # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    ppid = int(rest[1])
+    return ppid, int(rest[11]) + int(rest[12])
+
+
+def process_tree(root):
+    """root and every live descendant of it."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = read_stat(int(name))
+        if st is not None:
+            children.setdefault(st[0], []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if read_stat(pid) is None:
+            continue
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(out)
+
+
+def cpu_ticks(pids):
+    """Sum of utime+stime over pids; also the pids actually seen."""
+    total, seen = 0, []
+    for pid in pids:
+        st = read_stat(pid)
+        if st is not None:
+            total += st[1]
+            seen.append(pid)
+    return total, seen
+
+
+def core_busy_ticks():
+    """{core number: (busy ticks, steal ticks)} from /proc/stat; busy is user+nice+system.
+
+    Interrupt and softirq time is left out on purpose: loopback traffic lands there, and it is
+    not time any process can be charged with, so it would blur the comparison below."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            m = re.match(r"cpu(\d+)\s+(.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                out[int(m.group(1))] = (v[0] + v[1] + v[2], v[7] if len(v) > 7 else 0)
+    return out
+
+
+def status_fields(pid):
+    fields = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+    except OSError:
+        return None
+    return fields
+
+
+def kib(value):
+    # "12345 kB" -> 12345
+    return int(value.split()[0]) if value else None
+
+
+# ---------------------------------------------------------------------------------------------
+# wrk output
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"unrecognised latency {text!r}")
+    return float(m.group(1)) * UNIT_MS[m.group(2)]
+
+
+def parse_wrk(text):
+    """Pull the numbers out of `wrk --latency` output. Missing pieces raise ValueError."""
+    out = {"non2xx": 0, "sock_connect": 0, "sock_read": 0, "sock_write": 0, "sock_timeout": 0}
+    m = re.search(r"^\s*(\d+) requests in ([0-9.]+)(us|ms|s|m|h)", text, re.M)
+    if not m:
+        raise ValueError("no 'N requests in T' line in wrk output")
+    out["requests"] = int(m.group(1))
+    out["wrk_seconds"] = to_ms(m.group(2) + m.group(3)) / 1000.0
+    m = re.search(r"^Requests/sec:\s*([0-9.]+)", text, re.M)
+    if not m:
+        raise ValueError("no 'Requests/sec' line in wrk output")
+    out["rps"] = float(m.group(1))
+    pct = dict(re.findall(r"^\s*(50|75|90|99)%\s+(\S+)\s*$", text, re.M))
+    if "50" not in pct or "99" not in pct:
+        raise ValueError("no latency distribution in wrk output (was --latency given?)")
+    out["p50_ms"] = to_ms(pct["50"])
+    out["p99_ms"] = to_ms(pct["99"])
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    if m:
+        out["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        (out["sock_connect"], out["sock_read"], out["sock_write"],
+         out["sock_timeout"]) = map(int, m.groups())
+    out["socket_errors"] = (out["sock_connect"] + out["sock_read"] + out["sock_write"]
+                            + out["sock_timeout"])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# subcommands
+
+
+def cmd_ports(args):
+    # Below the kernel's ephemeral range (32768+ here) so wrk's own client sockets cannot take
+    # one of them between this check and the server's bind.
+    lo, hi = 20000, 32000
+    held, ports = [], []
+    rng = random.Random()
+    for _ in range(args.count * 50):
+        if len(ports) == args.count:
+            break
+        port = rng.randint(lo, hi)
+        if port in ports:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+        ports.append(port)
+    for s in held:
+        s.close()
+    if len(ports) < args.count:
+        sys.exit("bench_helper: could not find enough free ports")
+    print("\n".join(map(str, ports)))
+
+
+def fetch_once(port, host, timeout):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def cmd_probe(args):
+    deadline = time.monotonic() + args.timeout
+    last = "no attempt"
+    while time.monotonic() < deadline:
+        if args.pid and read_stat(args.pid) is None:
+            print(f"process {args.pid} exited before 127.0.0.1:{args.port} became ready",
+                  file=sys.stderr)
+            sys.exit(1)
+        try:
+            status, body = fetch_once(args.port, args.host, 1.0)
+            if status == 200 and body == EXPECTED_BODY:
+                return
+            last = f"HTTP {status}, body {body[:80]!r}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    print(f"127.0.0.1:{args.port} not serving 200 {EXPECTED_BODY!r} after {args.timeout}s "
+          f"(last: {last})", file=sys.stderr)
+    sys.exit(1)
+
+
+def cmd_quiet(args):
+    """Warn (never fail) when the cores are already busy before anything is started."""
+    before = core_busy_ticks()
+    time.sleep(args.seconds)
+    after = core_busy_ticks()
+    for core in args.cores:
+        if core in before and core in after:
+            pct = 100.0 * (after[core][0] - before[core][0]) / (args.seconds * CLK_TCK)
+            if pct > OTHER_LOAD_LIMIT_PCT:
+                print(f"run.sh: WARNING: core {core} is already {pct:.0f}% busy before the "
+                      f"benchmark starts; results will be noisy (see `top`)", file=sys.stderr)
+
+
+def cmd_tree(args):
+    print(" ".join(map(str, process_tree(args.pid))))
+
+
+def cmd_rss(args):
+    st = status_fields(args.pid)
+    if st is None:
+        sys.exit(f"bench_helper: no process {args.pid}")
+    print(kib(st.get("VmRSS")), kib(st.get("VmHWM")), st.get("Cpus_allowed_list", "?"))
+
+
+def cmd_measure(args):
+    wrk = args.wrk
+    if wrk and wrk[0] == "--":
+        wrk = wrk[1:]
+    if not wrk:
+        sys.exit("bench_helper measure: no wrk command after --")
+    pids = process_tree(args.pid) if args.pid else []
+    backend_pids = process_tree(args.backend_pid) if args.backend_pid else []
+
+    before, seen_before = cpu_ticks(pids)
+    backend_before, _ = cpu_ticks(backend_pids)
+    cores_before = core_busy_ticks()
+    # wrk is this helper's only child, so the children's rusage delta is wrk's own CPU time.
+    ru_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(wrk, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        # subprocess.run has already killed and reaped wrk.
+        sys.exit(f"bench_helper: wrk exceeded {args.timeout}s and was killed")
+    wall = time.monotonic() - t0
+    after, seen_after = cpu_ticks(pids)
+    backend_after, _ = cpu_ticks(backend_pids)
+    cores_after = core_busy_ticks()
+    ru_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_ticks = ((ru_after.ru_utime + ru_after.ru_stime)
+                 - (ru_before.ru_utime + ru_before.ru_stime)) * CLK_TCK
+
+    if args.raw:
+        with open(args.raw, "w") as f:
+            f.write(proc.stdout)
+            f.write(proc.stderr)
+    if proc.returncode != 0:
+        sys.exit(f"bench_helper: wrk exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+    rec = parse_wrk(proc.stdout)
+    rec.update(target=args.label, round=args.round, wall_seconds=round(wall, 3))
+
+    if pids:
+        tree_after = process_tree(args.pid)
+        if seen_before != seen_after or tree_after != pids:
+            rec["warning"] = (f"process set changed during the run: {pids} -> "
+                              f"{tree_after}; CPU figure is unreliable")
+        ticks = after - before
+        rec["proxy_pids"] = seen_after
+        rec["cpu_seconds"] = ticks / CLK_TCK
+        rec["cpu_us_per_req"] = (ticks / CLK_TCK * 1e6 / rec["requests"]
+                                 if rec["requests"] else None)
+        rec["cpu_util_pct"] = 100.0 * ticks / CLK_TCK / wall
+    backend_ticks = backend_after - backend_before
+    if backend_pids:
+        rec["backend_cpu_us_per_req"] = (backend_ticks / CLK_TCK * 1e6 / rec["requests"]
+                                         if rec["requests"] else None)
+    # Anything else that ran on the two cores during the run (a compiler, another benchmark)
+    # skews the comparison. Estimate it as each core's process time minus what the processes
+    # placed there (proxy on the proxy core; wrk and backend on the load core) were charged.
+    wall_ticks = wall * CLK_TCK
+    own = {args.proxy_core: after - before if pids else 0,
+           args.load_core: wrk_ticks + backend_ticks}
+    for core, mine in own.items():
+        if core in cores_before and core in cores_after:
+            busy = cores_after[core][0] - cores_before[core][0]
+            steal = cores_after[core][1] - cores_before[core][1]
+            rec[f"other_load_core{core}_pct"] = max(0.0, 100.0 * (busy - mine) / wall_ticks)
+            rec[f"steal_core{core}_pct"] = 100.0 * steal / wall_ticks
+    if args.rss_pid:
+        st = status_fields(args.rss_pid) or {}
+        rec["rss_kib"] = kib(st.get("VmRSS"))
+        rec["peak_rss_kib"] = kib(st.get("VmHWM"))
+        rec["cpus_allowed"] = st.get("Cpus_allowed_list")
+
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    if not args.quiet:
+        line = (f"  {args.label:<10} round {args.round}: {rec['rps']:>10.0f} req/s  "
+                f"p50 {rec['p50_ms']:.3f} ms  p99 {rec['p99_ms']:.3f} ms")
+        if rec.get("cpu_us_per_req") is not None:
+            line += f"  cpu {rec['cpu_us_per_req']:.1f} us/req ({rec['cpu_util_pct']:.0f}% core)"
+        errs = rec["non2xx"] + rec["socket_errors"]
+        if errs:
+            line += f"  ERRORS {errs}"
+        print(line, flush=True)
+        if "warning" in rec:
+            print("  warning: " + rec["warning"], flush=True)
+        for w in disturbance(rec):
+            print("  warning: " + w, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+# A few percent of foreign CPU on the load core is enough to stall wrk and the backend for whole
+# scheduler slices, which shows up at once as a p99 of 10 ms or more.
+OTHER_LOAD_LIMIT_PCT = 2.0
+
+
+def disturbance(rec):
+    """A one-line warning about foreign CPU use or steal during one run, or nothing."""
+    parts = []
+    for key, value in sorted(rec.items()):
+        m = re.fullmatch(r"(other_load|steal)_core(\d+)_pct", key)
+        if m and value > OTHER_LOAD_LIMIT_PCT:
+            what = "other processes" if m.group(1) == "other_load" else "steal"
+            parts.append(f"{what} {value:.0f}% of core {m.group(2)}")
+    return ["machine not quiet: " + ", ".join(parts)] if parts else []
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, spec, suffix=""):
+    return "-" if value is None else format(value, spec) + suffix
+
+
+def fmt_ratio(num, den):
+    if num is None or not den:
+        return "n/a"
+    return f"{num / den:.2f}x"
+
+
+def build_rows(order, runs, idle):
+    """Rows of the summary: (label, {target: text})."""
+    by = {t: [r for r in runs if r["target"] == t] for t in order}
+    rows = []
+
+    def add(label, fn):
+        rows.append((label, {t: fn(t, by[t]) for t in order}))
+
+    add("runs", lambda t, rs: str(len(rs)))
+    add("req/s (median)", lambda t, rs: fmt(median(r["rps"] for r in rs), ",.0f"))
+    add("req/s (min - max)", lambda t, rs: (
+        f"{min(r['rps'] for r in rs):,.0f} - {max(r['rps'] for r in rs):,.0f}" if rs else "-"))
+    add("p50 latency, ms", lambda t, rs: fmt(median(r["p50_ms"] for r in rs), ".3f"))
+    add("p99 latency, ms", lambda t, rs: fmt(median(r["p99_ms"] for r in rs), ".3f"))
+    add("proxy CPU, us/request", lambda t, rs: fmt(median(r.get("cpu_us_per_req") for r in rs),
+                                                   ".1f"))
+    add("proxy core busy, %", lambda t, rs: fmt(median(r.get("cpu_util_pct") for r in rs),
+                                                ".0f"))
+    add("errors (non-2xx + socket, all runs)", lambda t, rs: (
+        str(sum(r["non2xx"] + r["socket_errors"] for r in rs)) if rs else "-"))
+
+    def idle_rss(t, rs):
+        v = idle.get(t)
+        return "-" if v is None else f"{v / 1024:.1f}"
+
+    add("idle RSS, MiB", idle_rss)
+    add("peak RSS (VmHWM), MiB", lambda t, rs: fmt(
+        (max((r.get("peak_rss_kib") or 0) for r in rs) / 1024) if rs and any(
+            r.get("peak_rss_kib") for r in rs) else None, ".1f"))
+    return rows, by
+
+
+def render_text(headers, rows):
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
+                       for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(lines)
+
+
+def render_md(headers, rows, left=1):
+    """A Markdown table; the first `left` columns are text, the rest numbers (right-aligned)."""
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join(["---"] * left + ["---:"] * (len(headers) - left)) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(r) + " |")
+    return "\n".join(out)
+
+
+def cmd_report(args):
+    with open(args.meta) as f:
+        meta = json.load(f)
+    runs = []
+    if os.path.exists(args.runs):
+        with open(args.runs) as f:
+            runs = [json.loads(line) for line in f if line.strip()]
+    order = meta["targets"]
+    idle = {t: v for t, v in meta.get("idle_rss_kib", {}).items()}
+    rows, by = build_rows(order, runs, idle)
+    headers = ["metric"] + order
+    table = [[label] + [vals[t] for t in order] for label, vals in rows]
+
+    # Ratios to nginx, for every proxy other than nginx itself.
+    others = [t for t in order if t not in ("nginx", "direct")]
+    ratio_headers, ratio_rows = [], []
+    if "nginx" in order and others:
+        ratio_headers = ["ratio to nginx"] + [f"{t} / nginx" for t in others] + ["better when"]
+        def med(t, key):
+            return median(r.get(key) for r in by[t])
+
+        for label, key, better in (("req/s", "rps", "higher"),
+                                   ("p99 latency", "p99_ms", "lower"),
+                                   ("proxy CPU per request", "cpu_us_per_req", "lower")):
+            ratio_rows.append([label] + [fmt_ratio(med(t, key), med("nginx", key))
+                                         for t in others] + [f"{better} is better"])
+
+    notes = []
+    if "nginx" in order:
+        notes.append("nginx RSS is its single worker process; its CPU is master + worker.")
+    if "direct" in order:
+        notes.append("direct: wrk straight at the backend, no proxy (the ceiling of this setup).")
+    warnings = [f"{r['target']} round {r['round']}: {r['warning']}" for r in runs
+                if "warning" in r]
+    noisy = [r for r in runs if disturbance(r)]
+    if noisy:
+        warnings.append(f"{len(noisy)} of {len(runs)} runs had other processes (or steal) "
+                        f"taking over {OTHER_LOAD_LIMIT_PCT:.0f}% of a core: they are not "
+                        f"comparable; rerun when nothing else is running (per-run figures in "
+                        f"latest.md)")
+    err_runs = [f"{r['target']} round {r['round']}: {r['non2xx']} non-2xx, "
+                f"{r['socket_errors']} socket errors" for r in runs
+                if r["non2xx"] or r["socket_errors"]]
+    pinning = sorted({f"{r['target']}={r.get('cpus_allowed')}" for r in runs
+                      if r.get("cpus_allowed") is not None})
+
+    # Plain text for the terminal.
+    print()
+    print(render_text(headers, table))
+    if ratio_rows:
+        print()
+        print(render_text(ratio_headers, ratio_rows))
+    for n in notes:
+        print("note: " + n)
+    for w in warnings + err_runs:
+        print("WARNING: " + w)
+    print(f"(medians of {meta['repeats']} interleaved run(s) of {meta['duration']} s, "
+          f"wrk -t1 -c{meta['connections']}; differences under about 25% in req/s or 20% in "
+          f"CPU/request are within run-to-run noise here)")
+
+    # Markdown file.
+    md = [f"# gatehouse benchmark: {meta['started']}", ""]
+    md.append(f"Medians of {meta['repeats']} interleaved run(s) of {meta['duration']} s each, "
+              f"`wrk -t1 -c{meta['connections']} --latency`, one worker per proxy pinned to "
+              f"core 0, wrk and the backend nginx pinned to core 1, loopback only, "
+              f"{len(EXPECTED_BODY)}-byte response body, HTTP/1.1 keep-alive on both sides.")
+    md.append("")
+    md.append(render_md(headers, table))
+    md.append("")
+    if ratio_rows:
+        md.append(render_md(ratio_headers, ratio_rows))
+        md.append("")
+    for n in notes:
+        md.append(f"- {n}")
+    md.append("- Same-proxy run-to-run noise on this kind of machine is up to about 25% in "
+              "req/s and 20% in CPU per request; prefer CPU per request.")
+    for w in warnings + err_runs:
+        md.append(f"- **warning**: {w}")
+    md.append("")
+    md.append("## Environment")
+    md.append("")
+    for key in ("host", "kernel", "cpu", "cores", "loadavg_before", "backend_cpus_allowed",
+                "gatehouse",
+                "gatehouse_commit", "nginx", "haproxy", "wrk"):
+        if meta.get(key):
+            md.append(f"- {key}: `{meta[key]}`")
+    if pinning:
+        md.append(f"- CPU affinity seen (Cpus_allowed_list): `{', '.join(pinning)}`")
+    md.append("")
+    md.append("## Every run, in the order run")
+    md.append("")
+    run_headers = ["#", "target", "round", "req/s", "p50 ms", "p99 ms", "CPU us/req",
+                   "core %", "non-2xx", "socket err", "peak RSS MiB",
+                   "other load c0/c1 %"]
+    run_rows = []
+    for i, r in enumerate(runs, 1):
+        run_rows.append([str(i), r["target"], str(r["round"]), f"{r['rps']:,.0f}",
+                         f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}",
+                         fmt(r.get("cpu_us_per_req"), ".1f"), fmt(r.get("cpu_util_pct"), ".0f"),
+                         str(r["non2xx"]), str(r["socket_errors"]),
+                         fmt((r.get("peak_rss_kib") or 0) / 1024 if r.get("peak_rss_kib")
+                             else None, ".1f"),
+                         "/".join(fmt(r.get(f"other_load_core{c}_pct"), ".0f")
+                                  for c in (meta.get("proxy_core", 0),
+                                            meta.get("load_core", 1)))])
+    md.append(render_md(run_headers, run_rows, left=2))
+    md.append("")
+    os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
+    with open(args.md, "w") as f:
+        f.write("\n".join(md))
+    print(f"wrote {args.md}")
+
+
+def cmd_meta(args):
+    meta = {}
+    for item in args.items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"bench_helper meta: expected key=value, got {item!r}")
+        if key == "targets":
+            value = [t for t in value.split(",") if t]
+        elif value.isdigit():
+            value = int(value)
+        node = meta
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    with open(args.out, "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("ports")
+    s.add_argument("count", type=int)
+    s.set_defaults(fn=cmd_ports)
+
+    s = sub.add_parser("probe")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--host", default="localhost")
+    s.add_argument("--pid", type=int, default=0, help="give up at once if this process exits")
+    s.add_argument("--timeout", type=float, default=10.0)
+    s.set_defaults(fn=cmd_probe)
+
+    s = sub.add_parser("quiet", help="warn if the given cores are busy")
+    s.add_argument("--seconds", type=float, default=1.0)
+    s.add_argument("cores", type=int, nargs="+")
+    s.set_defaults(fn=cmd_quiet)
+
+    s = sub.add_parser("tree")
+    s.add_argument("pid", type=int)
+    s.set_defaults(fn=cmd_tree)
+
+    s = sub.add_parser("rss")
+    s.add_argument("pid", type=int)
+    s.set_defaults(fn=cmd_rss)
+
+    s = sub.add_parser("measure")
+    s.add_argument("--label", required=True)
+    s.add_argument("--round", type=int, default=0)
+    s.add_argument("--pid", type=int, default=0,
+                   help="proxy's top process; CPU is summed over it and its descendants")
+    s.add_argument("--rss-pid", type=int, default=0, help="process whose VmHWM is reported")
+    s.add_argument("--backend-pid", type=int, default=0)
+    s.add_argument("--timeout", type=float, required=True, help="hard limit for wrk, seconds")
+    s.add_argument("--proxy-core", type=int, default=0)
+    s.add_argument("--load-core", type=int, default=1)
+    s.add_argument("--out", required=True, help="JSON lines file to append the record to")
+    s.add_argument("--raw", help="file to keep wrk's own output in")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("wrk", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_measure)
+
+    s = sub.add_parser("report")
+    s.add_argument("--runs", required=True)
+    s.add_argument("--meta", required=True)
+    s.add_argument("--md", required=True)
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("meta", help="write key=value pairs (dots nest) as JSON")
+    s.add_argument("--out", required=True)
+    s.add_argument("items", nargs="*")
+    s.set_defaults(fn=cmd_meta)
+
+    args = p.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
