@@ -36,10 +36,76 @@ std::string pattern_for(config::log_format format)
     return "%Y-%m-%dT%H:%M:%S.%eZ %l %n: %v";
 }
 
+// Length of the well-formed UTF-8 sequence (RFC 3629) that starts text, or 0 when the bytes
+// there are not one: a stray continuation byte, an overlong form, a surrogate, or a code point
+// past U+10FFFF.
+std::size_t utf8_sequence_length(std::string_view text)
+{
+    const auto byte = [&text](std::size_t i) {
+        return static_cast<unsigned char>(text[i]);
+    };
+    const unsigned char lead = byte(0);
+    std::size_t length = 0;
+    unsigned char second_min = 0x80;
+    unsigned char second_max = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+        length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+        length = 3;
+        if (lead == 0xE0) {
+            second_min = 0xA0; // overlong below U+0800
+        } else if (lead == 0xED) {
+            second_max = 0x9F; // UTF-16 surrogates
+        }
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+        length = 4;
+        if (lead == 0xF0) {
+            second_min = 0x90; // overlong below U+10000
+        } else if (lead == 0xF4) {
+            second_max = 0x8F; // past U+10FFFF
+        }
+    } else {
+        return 0;
+    }
+    if (text.size() < length || byte(1) < second_min || byte(1) > second_max) {
+        return 0;
+    }
+    for (std::size_t i = 2; i < length; ++i) {
+        if (byte(i) < 0x80 || byte(i) > 0xBF) {
+            return 0;
+        }
+    }
+    return length;
+}
+
+void append_unicode_escape(std::string& out, unsigned char byte)
+{
+    char escaped[8];
+    std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(byte));
+    out += escaped;
+}
+
+// JSON text must be UTF-8 (RFC 8259 section 8.1), but logged values such as a request target
+// may hold any byte a client sent. Well-formed UTF-8 is kept as it is; every other byte above
+// 0x7F is written as the code point of the same number, so the line always parses and the
+// byte stays visible.
 void append_json_string(std::string& out, std::string_view text)
 {
     out.push_back('"');
-    for (char c : text) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const char c = text[i];
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte >= 0x80) {
+            if (const std::size_t length = utf8_sequence_length(text.substr(i)); length > 0) {
+                out.append(text.substr(i, length));
+                i += length;
+            } else {
+                append_unicode_escape(out, byte);
+                ++i;
+            }
+            continue;
+        }
         switch (c) {
         case '"':
             out += "\\\"";
@@ -57,14 +123,13 @@ void append_json_string(std::string& out, std::string_view text)
             out += "\\t";
             break;
         default:
-            if (static_cast<unsigned char>(c) < 0x20) {
-                char escaped[8];
-                std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
-                out += escaped;
+            if (byte < 0x20 || byte == 0x7F) {
+                append_unicode_escape(out, byte);
             } else {
                 out.push_back(c);
             }
         }
+        ++i;
     }
     out.push_back('"');
 }
