@@ -46,6 +46,33 @@ struct path_route {
     std::vector<upstream_url> upstreams;
 };
 
+// Where a route's certificate comes from.
+enum class tls_source {
+    // Plain HTTP only: no certificate, no redirect.
+    off = 1,
+    // gatehouse's own local CA issues and renews a short-lived certificate for the host.
+    internal,
+    // A certificate chain and key kept by the operator in two PEM files, watched for changes.
+    files,
+};
+
+struct route_tls {
+    tls_source source = tls_source::off;
+
+    // For tls_source::files: absolute paths (relative ones are resolved against the
+    // configuration file's folder by the loader).
+    std::string certificate_file;
+    std::string key_file;
+};
+
+// HTTP Strict Transport Security (RFC 6797), sent on HTTPS responses only.
+struct hsts_policy {
+    bool enabled = false;
+    std::chrono::seconds max_age{std::chrono::hours(24 * 365)};
+    bool include_subdomains = false;
+    bool preload = false;
+};
+
 // Every request whose host matches `host` is routed by the longest matching path prefix.
 struct route {
     // Lower case. Either an exact name ("app.example.com") or a wildcard covering exactly one
@@ -54,6 +81,47 @@ struct route {
     std::string host;
 
     std::vector<path_route> paths;
+
+    struct route_tls tls;
+
+    // When the route has TLS, plain-HTTP requests for it are answered with a 308 redirect to
+    // the same URL over HTTPS (the health path and ACME challenges excepted).
+    bool redirect_http = true;
+
+    struct hsts_policy hsts;
+};
+
+// What the TLS listener does when a client names a host we hold no certificate for, or names
+// none at all.
+enum class unknown_sni_action {
+    // Abort the handshake with an unrecognized_name alert (RFC 6066 section 3).
+    reject = 1,
+    // Serve the certificate of `tls_settings::default_certificate`.
+    serve_default,
+};
+
+struct tls_settings {
+    unknown_sni_action unknown_sni = unknown_sni_action::reject;
+
+    // The host of a route with TLS whose certificate answers unknown or missing SNI; required
+    // when unknown_sni is serve_default.
+    std::string default_certificate;
+
+    // 2 for TLS 1.2, 3 for TLS 1.3. Older versions are never offered.
+    int min_version = 2;
+
+    // Stateless session resumption (RFC 8446 section 4.6.1, RFC 5077) with keys that rotate.
+    bool session_tickets = true;
+
+    // Lifetime of the certificates the internal CA issues; each is renewed once a third of it
+    // remains.
+    std::chrono::seconds internal_certificate_lifetime{std::chrono::hours(24 * 7)};
+};
+
+// Where certificates, keys and the internal CA are kept.
+struct store_settings {
+    // The file store's folder (absolute after loading).
+    std::string file_directory = "/var/lib/gatehouse";
 };
 
 struct timeouts {
@@ -129,7 +197,7 @@ struct gatehouse_config {
     // The plain-HTTP listener. Always present.
     listen_address http_listener{"", 80, ":80"};
 
-    // The HTTPS listener. TLS termination is not part of this build, so the loader rejects it.
+    // The TLS listener; routes with tls other than off are served here. Absent means no TLS.
     std::optional<listen_address> https_listener;
 
     // Health, readiness, status and metrics. Disabled when absent.
@@ -151,9 +219,12 @@ struct gatehouse_config {
 
     log_settings log;
 
+    struct tls_settings tls;
+    struct store_settings store;
+
     std::vector<route> routes;
 
-    // The file this configuration was read from; empty when parsed from a string.
+    // The file this configuration was read from, or the name given to parse_config.
     std::string source_file;
 };
 

@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <memory>
@@ -20,8 +21,12 @@ namespace {
 constexpr unsigned max_threads = 1024;
 constexpr std::uint64_t min_header_bytes = 1024;
 
-constexpr std::string_view https_not_supported =
-    "TLS termination is not implemented in this build; remove listen.https";
+constexpr std::string_view acme_not_supported =
+    "ACME certificates are not implemented in this build; use tls: internal or tls: {cert, key}";
+
+// The shortest lifetime the internal CA may be asked for: renewal starts when a third is left,
+// and each check runs every few seconds.
+constexpr std::chrono::seconds min_internal_lifetime{60};
 
 // Where each host or prefix was first seen, to name that line when it appears again.
 using first_lines = std::map<std::string, int>;
@@ -58,21 +63,15 @@ bool listeners_collide(const listen_address& a, const listen_address& b)
     return a.port != 0 && a.port == b.port && hosts_overlap;
 }
 
-void reject_https_listener(const std::optional<located_node>& field, error_collector& errors)
-{
-    if (field && !is_switched_off(field->node)) {
-        errors.add(*field, std::string(https_not_supported));
-    }
-}
-
-void parse_admin_listener(const std::optional<located_node>& field, gatehouse_config& config,
-                          error_collector& errors)
+// An optional listener: an empty value or "off" leaves it unset.
+void parse_optional_listener(const std::optional<located_node>& field,
+                             std::optional<listen_address>& out, error_collector& errors)
 {
     if (field && is_switched_off(field->node)) {
-        config.admin_listener.reset();
+        out.reset();
         return;
     }
-    assign_if_valid(config.admin_listener, read_parsed(field, errors, parse_listen_address));
+    assign_if_valid(out, read_parsed(field, errors, parse_listen_address));
 }
 
 void parse_listen(const located_node& at, gatehouse_config& config, error_collector& errors)
@@ -81,17 +80,34 @@ void parse_listen(const located_node& at, gatehouse_config& config, error_collec
     const mapping_reader section(at, {"http", "https", "admin"}, errors);
     assign_if_valid(config.http_listener,
                     read_parsed(section.find("http"), errors, parse_listen_address));
-    reject_https_listener(section.find("https"), errors);
-    parse_admin_listener(section.find("admin"), config, errors);
+    parse_optional_listener(section.find("https"), config.https_listener, errors);
+    parse_optional_listener(section.find("admin"), config.admin_listener, errors);
 
-    // Only compare addresses that were both read successfully, or a typo in one would also
-    // raise a confusing collision with the other's default.
-    const bool both_read = errors.count() == errors_before;
-    if (both_read && config.admin_listener &&
-        listeners_collide(config.http_listener, *config.admin_listener)) {
-        const auto where = section.find("admin") ? section.find("admin") : section.find("http");
-        errors.add(where.value_or(at),
-                   "listen.http and listen.admin would both bind " + config.admin_listener->text);
+    // Only compare addresses that were all read successfully, or a typo in one would also
+    // raise a confusing collision with another's default.
+    if (errors.count() != errors_before) {
+        return;
+    }
+    struct named_listener {
+        std::string_view key;
+        const std::optional<listen_address>& address;
+    };
+    const std::optional<listen_address> http = config.http_listener;
+    const std::array<named_listener, 3> listeners{
+        {{"http", http}, {"https", config.https_listener}, {"admin", config.admin_listener}}};
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+        for (std::size_t j = i + 1; j < listeners.size(); ++j) {
+            const auto& [first_key, first] = listeners[i];
+            const auto& [second_key, second] = listeners[j];
+            if (!first || !second || !listeners_collide(*first, *second)) {
+                continue;
+            }
+            const auto where =
+                section.find(second_key) ? section.find(second_key) : section.find(first_key);
+            errors.add(where.value_or(at), "listen." + std::string(first_key) + " and listen." +
+                                               std::string(second_key) + " would both bind " +
+                                               second->text);
+        }
     }
 }
 
@@ -195,7 +211,184 @@ void parse_trusted_proxies(const located_node& at, std::vector<ip_network>& out,
     }
 }
 
+// ---- tls and store --------------------------------------------------------------------------
+
+parse_result<unknown_sni_action> parse_unknown_sni(std::string_view text)
+{
+    if (text == "reject") {
+        return unknown_sni_action::reject;
+    }
+    if (text == "default") {
+        return unknown_sni_action::serve_default;
+    }
+    return rejection{"unknown value \"" + std::string(text) + "\"; expected reject or default"};
+}
+
+parse_result<int> parse_tls_version(std::string_view text)
+{
+    if (text == "1.2") {
+        return 2;
+    }
+    if (text == "1.3") {
+        return 3;
+    }
+    return rejection{"unsupported TLS version \"" + std::string(text) +
+                     "\"; expected \"1.2\" or \"1.3\" (older versions are never offered)"};
+}
+
+void parse_tls_settings(const located_node& at, tls_settings& out, error_collector& errors)
+{
+    const mapping_reader section(at,
+                                 {"unknown_sni", "default_certificate", "min_version",
+                                  "session_tickets", "internal_certificate_lifetime"},
+                                 errors);
+    assign_if_valid(out.unknown_sni,
+                    read_parsed(section.find("unknown_sni"), errors, parse_unknown_sni));
+    assign_if_valid(out.default_certificate,
+                    read_parsed(section.find("default_certificate"), errors, parse_route_host));
+    assign_if_valid(out.min_version,
+                    read_parsed(section.find("min_version"), errors, parse_tls_version));
+    assign_if_valid(out.session_tickets, read_bool(section.find("session_tickets"), errors));
+
+    const auto lifetime_field = section.find("internal_certificate_lifetime");
+    if (const auto lifetime = read_positive_duration(lifetime_field, errors)) {
+        if (*lifetime < min_internal_lifetime) {
+            errors.add(*lifetime_field, "must be at least 1m");
+        } else {
+            out.internal_certificate_lifetime =
+                std::chrono::duration_cast<std::chrono::seconds>(*lifetime);
+        }
+    }
+}
+
+// Relative paths in the file are read against the file's own folder, so a configuration and
+// the files it names can move together.
+std::string resolve_path(const std::string& path, const std::string& config_file)
+{
+    const std::filesystem::path written(path);
+    if (written.is_absolute()) {
+        return written.lexically_normal().string();
+    }
+    const std::filesystem::path base = std::filesystem::path(config_file).parent_path();
+    std::error_code ignored;
+    return std::filesystem::absolute(base / written, ignored).lexically_normal().string();
+}
+
+void parse_store(const located_node& at, store_settings& out, const std::string& config_file,
+                 error_collector& errors)
+{
+    const mapping_reader section(at, {"file"}, errors);
+    const auto directory = section.find("file");
+    if (!directory) {
+        errors.add(at, "missing file: the folder that holds certificates and keys");
+        return;
+    }
+    if (const auto text = read_string(directory, errors)) {
+        if (text->empty()) {
+            errors.add(*directory, "the store folder cannot be empty");
+            return;
+        }
+        out.file_directory = resolve_path(*text, config_file);
+    }
+}
+
 // ---- routes ---------------------------------------------------------------------------------
+
+// A PEM file named in the configuration must exist now, so `gatehouse validate` and a reload
+// catch a typo before it turns into a failed handshake.
+std::optional<std::string> read_pem_path(const std::optional<located_node>& field,
+                                         const std::string& config_file, error_collector& errors)
+{
+    const auto text = read_string(field, errors);
+    if (!text) {
+        return std::nullopt;
+    }
+    const std::string path = resolve_path(*text, config_file);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+        errors.add(*field, "cannot read " + path + ": " +
+                               (ec ? ec.message() : std::string("not a regular file")));
+        return std::nullopt;
+    }
+    return path;
+}
+
+// tls: off | internal | acme | {cert: FILE, key: FILE}
+route_tls parse_route_tls(const located_node& at, const std::string& config_file,
+                          error_collector& errors)
+{
+    route_tls out;
+    if (at.node.IsMap()) {
+        const mapping_reader fields(at, {"cert", "key"}, errors);
+        const auto cert = fields.find("cert");
+        const auto key = fields.find("key");
+        if (!cert || !key) {
+            errors.add(at, "a certificate from files needs both cert and key");
+        }
+        out.source = tls_source::files;
+        out.certificate_file = read_pem_path(cert, config_file, errors).value_or("");
+        out.key_file = read_pem_path(key, config_file, errors).value_or("");
+        return out;
+    }
+
+    const auto text = read_string(at, errors);
+    if (!text) {
+        return out;
+    }
+    if (*text == "off") {
+        out.source = tls_source::off;
+    } else if (*text == "internal") {
+        out.source = tls_source::internal;
+    } else if (*text == "acme") {
+        errors.add(at, std::string(acme_not_supported));
+    } else {
+        errors.add(at, "unknown tls source \"" + *text +
+                           "\"; expected off, internal or {cert: FILE, key: FILE}");
+    }
+    return out;
+}
+
+// hsts: true | false | {max_age, include_subdomains, preload}
+hsts_policy parse_hsts(const located_node& at, error_collector& errors)
+{
+    hsts_policy out;
+    if (!at.node.IsMap()) {
+        assign_if_valid(out.enabled, read_bool(at, errors));
+        return out;
+    }
+    out.enabled = true;
+    const mapping_reader fields(at, {"max_age", "include_subdomains", "preload"}, errors);
+    if (const auto max_age = read_positive_duration(fields.find("max_age"), errors)) {
+        out.max_age = std::chrono::duration_cast<std::chrono::seconds>(*max_age);
+    }
+    assign_if_valid(out.include_subdomains, read_bool(fields.find("include_subdomains"), errors));
+    assign_if_valid(out.preload, read_bool(fields.find("preload"), errors));
+    return out;
+}
+
+// Without an HTTPS listener a route can only be plain HTTP; with one, routes default to a
+// certificate from the internal CA, so TLS is on unless a route turns it off.
+void parse_route_security(const mapping_reader& fields, const gatehouse_config& config, route& out,
+                          error_collector& errors)
+{
+    const bool https = config.https_listener.has_value();
+    out.tls.source = https ? tls_source::internal : tls_source::off;
+    const auto tls_field = fields.find("tls");
+    if (tls_field) {
+        out.tls = parse_route_tls(*tls_field, config.source_file, errors);
+        if (!https && out.tls.source != tls_source::off) {
+            errors.add(*tls_field, "this route has TLS but listen.https is not set");
+        }
+    }
+
+    assign_if_valid(out.redirect_http, read_bool(fields.find("redirect_http"), errors));
+    if (const auto hsts_field = fields.find("hsts")) {
+        out.hsts = parse_hsts(*hsts_field, errors);
+        if (out.hsts.enabled && out.tls.source == tls_source::off) {
+            errors.add(*hsts_field, "hsts needs TLS; this route is served over plain HTTP only");
+        }
+    }
+}
 
 std::vector<upstream_url> read_upstream_list(const located_node& at, error_collector& errors)
 {
@@ -298,7 +491,8 @@ std::string read_route_host(const located_node& route_at, const mapping_reader& 
     return *host;
 }
 
-void parse_routes(const located_node& at, std::vector<route>& out, error_collector& errors)
+void parse_routes(const located_node& at, const gatehouse_config& config, std::vector<route>& out,
+                  error_collector& errors)
 {
     first_lines seen_hosts;
     for (const located_node& item : read_list(at, errors).value_or(std::vector<located_node>{})) {
@@ -307,22 +501,51 @@ void parse_routes(const located_node& at, std::vector<route>& out, error_collect
                                  describe(item.node));
             continue;
         }
-        const mapping_reader fields(item, {"host", "paths"}, errors);
+        const mapping_reader fields(item, {"host", "paths", "tls", "redirect_http", "hsts"},
+                                    errors);
         route parsed;
         parsed.host = read_route_host(item, fields, seen_hosts, errors);
         parsed.paths = parse_path_routes(item, fields, errors);
+        parse_route_security(fields, config, parsed, errors);
         out.push_back(std::move(parsed));
     }
 }
 
 // ---- the whole file -------------------------------------------------------------------------
 
-gatehouse_config build_config(const YAML::Node& root, error_collector& errors)
+// The default certificate must be one we hold: the host of a route that has TLS.
+void check_default_certificate(const mapping_reader& top, const gatehouse_config& config,
+                               error_collector& errors)
+{
+    const auto section = top.find("tls");
+    const auto& tls = config.tls;
+    if (tls.unknown_sni == unknown_sni_action::serve_default && tls.default_certificate.empty()) {
+        errors.add(section.value_or(located_node{YAML::Node(), "tls"}),
+                   "unknown_sni: default needs default_certificate, the host of a route with TLS");
+        return;
+    }
+    if (tls.default_certificate.empty()) {
+        return;
+    }
+    const bool held = std::any_of(config.routes.begin(), config.routes.end(), [&](const route& r) {
+        return r.host == tls.default_certificate && r.tls.source != tls_source::off;
+    });
+    if (!held) {
+        errors.add(section.value_or(located_node{YAML::Node(), "tls"}),
+                   "default_certificate \"" + tls.default_certificate +
+                       "\" is not the host of a route with TLS");
+    }
+}
+
+gatehouse_config build_config(const YAML::Node& root, const std::string& file_name,
+                              error_collector& errors)
 {
     gatehouse_config config;
+    config.source_file = file_name;
     const mapping_reader top(located_node{root, ""},
                              {"listen", "health_path", "threads", "timeouts", "limits",
-                              "upstream_health", "trusted_proxies", "log", "routes"},
+                              "upstream_health", "trusted_proxies", "log", "tls", "store",
+                              "routes"},
                              errors);
 
     if (const auto listen = top.find("listen")) {
@@ -346,9 +569,16 @@ gatehouse_config build_config(const YAML::Node& root, error_collector& errors)
     if (const auto section = top.find("log")) {
         parse_log(*section, config.log, errors);
     }
-    if (const auto section = top.find("routes")) {
-        parse_routes(*section, config.routes, errors);
+    if (const auto section = top.find("tls")) {
+        parse_tls_settings(*section, config.tls, errors);
     }
+    if (const auto section = top.find("store")) {
+        parse_store(*section, config.store, file_name, errors);
+    }
+    if (const auto section = top.find("routes")) {
+        parse_routes(*section, config, config.routes, errors);
+    }
+    check_default_certificate(top, config, errors);
     return config;
 }
 
@@ -421,7 +651,7 @@ gatehouse_config parse_config(std::string_view yaml_text, const std::string& fil
 {
     error_collector errors(file_name);
     const auto root = load_document(yaml_text, errors);
-    gatehouse_config config = root ? build_config(*root, errors) : gatehouse_config{};
+    gatehouse_config config = root ? build_config(*root, file_name, errors) : gatehouse_config{};
     if (errors.count() != 0) {
         throw config_load_error(errors.take_sorted());
     }

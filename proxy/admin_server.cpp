@@ -1,5 +1,6 @@
 #include "proxy/admin_server.hpp"
 
+#include "proxy/certificate_manager.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/version.hpp"
@@ -53,6 +54,48 @@ admin_answer answer_for(std::string_view path, const server_status& status)
     return {http::status::not_found, "text/plain; charset=utf-8", "not found\n"};
 }
 
+std::string utc_text(std::chrono::system_clock::time_point time)
+{
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(time);
+    std::tm parts{};
+    gmtime_r(&seconds, &parts);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+    return text;
+}
+
+nlohmann::json optional_time(const std::optional<std::chrono::system_clock::time_point>& time)
+{
+    return time ? nlohmann::json(utc_text(*time)) : nlohmann::json(nullptr);
+}
+
+nlohmann::json certificates_json(const certificate_manager* certificates)
+{
+    nlohmann::json list = nlohmann::json::array();
+    if (certificates == nullptr) {
+        return list;
+    }
+    for (const auto& each : certificates->status()) {
+        const bool loaded = !each.serial.empty();
+        list.push_back({
+            {"host", each.host},
+            {"source", each.source},
+            {"names", each.names},
+            {"issuer", each.issuer},
+            {"serial", each.serial},
+            {"not_before",
+             loaded ? nlohmann::json(utc_text(each.not_before)) : nlohmann::json(nullptr)},
+            {"not_after",
+             loaded ? nlohmann::json(utc_text(each.not_after)) : nlohmann::json(nullptr)},
+            {"renew_at", optional_time(each.renew_at)},
+            {"last_error",
+             each.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(each.last_error)},
+            {"next_attempt", optional_time(each.next_attempt)},
+        });
+    }
+    return list;
+}
+
 } // namespace
 
 std::string render_status_json(const server_status& status)
@@ -73,7 +116,10 @@ std::string render_status_json(const server_status& status)
                              {"strip_prefix", path.strip_prefix},
                              {"upstreams", upstreams}});
         }
-        routes.push_back({{"host", route.host}, {"paths", paths}});
+        const char* tls = route.tls.source == config::tls_source::internal ? "internal"
+                          : route.tls.source == config::tls_source::files  ? "files"
+                                                                           : "off";
+        routes.push_back({{"host", route.host}, {"tls", tls}, {"paths", paths}});
     }
 
     nlohmann::json document = {
@@ -84,8 +130,12 @@ std::string render_status_json(const server_status& status)
         {"threads", status.threads},
         {"config_file", status.config_path},
         {"connections_open", process_metrics().connections_open.load()},
-        {"listeners", {{"http", config.http_listener.text}}},
+        {"listeners",
+         {{"http", config.http_listener.text},
+          {"https", config.https_listener ? nlohmann::json(config.https_listener->text)
+                                          : nlohmann::json(nullptr)}}},
         {"routes", routes},
+        {"certificates", certificates_json(status.certificates)},
         {"last_reload", {{"at", status.last_reload_at}, {"error", status.last_reload_error}}},
     };
     return document.dump(2) + "\n";

@@ -16,6 +16,8 @@
 
 namespace gatehouse::proxy {
 
+class certificate_manager;
+
 // What the admin listener reports. Owned by the server; read and written on the main thread,
 // except the two flags, which workers may read.
 struct server_status {
@@ -26,6 +28,9 @@ struct server_status {
     std::string config_path;
     unsigned threads = 0;
     std::shared_ptr<const proxy_settings> settings;
+
+    // The certificates behind the HTTPS listener; null without one.
+    const certificate_manager* certificates = nullptr;
 
     // The outcome of the most recent SIGHUP reload, if any.
     std::string last_reload_at;

@@ -10,6 +10,7 @@
 
 #include <optional>
 
+#include <boost/asio/ssl/stream_base.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 
@@ -19,8 +20,14 @@ namespace http = beast::http;
 
 namespace {
 
+// HTTP-01 challenges (RFC 8555 section 8.3) must reach us over plain HTTP, never redirected.
+constexpr std::string_view acme_challenge_prefix = "/.well-known/acme-challenge/";
+
 // Interim responses and upstream response heads larger than this are refused as a 502.
 constexpr std::size_t max_upstream_header_bytes = 64 * 1024;
+
+// How long a closing TLS connection waits for the client's close_notify.
+constexpr std::chrono::milliseconds tls_shutdown_timeout{500};
 
 // Room for a head at the header limit plus one read of body bytes behind it.
 constexpr std::size_t client_read_bytes = 16 * 1024;
@@ -105,10 +112,10 @@ struct relay_outcome {
 // Streams one message from `in` to `out`: `parser` has read the head from `in`, `message`
 // carries the head to send. The body passes through a fixed buffer, so memory stays flat for
 // any body size; framing (Content-Length or chunked) is re-encoded by the serializer.
-template <bool is_request>
+template <bool is_request, typename InStream, typename OutStream>
 asio::awaitable<relay_outcome>
-relay_message(beast::tcp_stream& in, beast::flat_buffer& in_buffer,
-              http::parser<is_request, http::buffer_body>& parser, beast::tcp_stream& out,
+relay_message(InStream& in, beast::flat_buffer& in_buffer,
+              http::parser<is_request, http::buffer_body>& parser, OutStream& out,
               http::message<is_request, http::buffer_body>& message,
               std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
 {
@@ -206,6 +213,9 @@ struct http_session::exchange {
     bool client_keep_alive = false;
     bool head_request = false;
 
+    // The route's Strict-Transport-Security value, for HTTPS responses.
+    std::string hsts_header;
+
     // Whether the request body has been read completely, so the connection can carry
     // another request.
     bool request_consumed() const { return !parser || parser->is_done(); }
@@ -216,7 +226,21 @@ http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id)
       accepted_at_(std::chrono::steady_clock::now())
 {
     error_code ec;
-    auto peer = client_.socket().remote_endpoint(ec);
+    auto peer = client_.transport().socket().remote_endpoint(ec);
+    peer_address_ = ec ? std::string("unknown") : endpoint_text(peer);
+    worker_.add_session(this);
+}
+
+http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id,
+                           std::shared_ptr<const tls_table> certificates,
+                           std::shared_ptr<asio::ssl::context> context)
+    : worker_(owner), certificates_(std::move(certificates)), tls_context_(std::move(context)),
+      client_(std::move(socket), *tls_context_), scanner_(16 * 1024, 8 * 1024), id_(id),
+      accepted_at_(std::chrono::steady_clock::now())
+{
+    certificates_->attach(client_.tls().native_handle());
+    error_code ec;
+    auto peer = client_.transport().socket().remote_endpoint(ec);
     peer_address_ = ec ? std::string("unknown") : endpoint_text(peer);
     worker_.add_session(this);
 }
@@ -231,12 +255,16 @@ void http_session::drain()
     close_after_response_ = true;
     if (idle_) {
         error_code ignored;
-        client_.socket().cancel(ignored);
+        client_.transport().socket().cancel(ignored);
     }
 }
 
 asio::awaitable<void> http_session::run()
 {
+    if (client_.is_tls() && !co_await handshake(*worker_.settings())) {
+        co_return;
+    }
+
     // Each request reads the settings current when it starts; a reload between two requests
     // on one connection applies to the second.
     for (;;) {
@@ -246,9 +274,44 @@ asio::awaitable<void> http_session::run()
         }
         ++requests_served_;
     }
+    co_await close_connection();
+}
+
+asio::awaitable<bool> http_session::handshake(const proxy_settings& settings)
+{
+    // The handshake counts towards the first request's header_read budget, so a client that
+    // opens connections and stalls mid-handshake is cut off like a slow request head.
+    client_.expires_at(accepted_at_ + settings.config->timeouts.header_read);
+    auto [ec] = co_await client_.tls().async_handshake(asio::ssl::stream_base::server, use_nothrow);
+    if (ec) {
+        process_metrics().tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+        log::write(*log::get("tls"), spdlog::level::debug, "tls handshake failed",
+                   {{"conn", id_}, {"client", peer_address_}, {"error", ec.message()}});
+        error_code ignored;
+        client_.transport().socket().close(ignored);
+        co_return false;
+    }
+    process_metrics().tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+    if (SSL_session_reused(client_.tls().native_handle()) == 1) {
+        process_metrics().tls_resumptions.fetch_add(1, std::memory_order_relaxed);
+    }
+    // The table's callbacks have run; certificates that change from now on do not touch this
+    // connection, which keeps the certificate it was handed.
+    certificates_.reset();
+    co_return true;
+}
+
+asio::awaitable<void> http_session::close_connection()
+{
+    if (client_.is_tls()) {
+        // A close_notify tells the client the response was complete (RFC 8446 section 6.1).
+        // Waiting for the client's own is bounded, since many clients simply close.
+        client_.expires_after(tls_shutdown_timeout);
+        co_await client_.tls().async_shutdown(use_nothrow);
+    }
     error_code ignored;
-    client_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    client_.close();
+    client_.transport().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    client_.transport().close();
 }
 
 asio::awaitable<http_session::head_outcome> http_session::read_head(const proxy_settings& settings,
@@ -386,7 +449,47 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
         co_return ex.client_keep_alive&& ex.request_consumed();
     }
 
+    if (!client_.is_tls() && match->target->redirect_http && settings.config->https_listener &&
+        !path_of(ex.head.target).starts_with(acme_challenge_prefix)) {
+        co_return co_await redirect_to_https(ex);
+    }
+    if (client_.is_tls() && !match->target->has_tls) {
+        // RFC 9110 section 15.5.20: this connection's certificate does not speak for the host.
+        co_await send_simple(ex, 421, "this host is not served over HTTPS\n", false);
+        co_return false;
+    }
+
     co_return co_await forward(ex, *match);
+}
+
+asio::awaitable<bool> http_session::redirect_to_https(exchange& ex)
+{
+    // 308 keeps the method and body (RFC 9110 section 15.4.9), so a POST is not turned into a
+    // GET on its way to HTTPS.
+    const auto port = ex.config.https_listener->port;
+    std::string location = "https://" + normalize_host(ex.host);
+    if (port != 443) {
+        location += ":" + std::to_string(port);
+    }
+    const auto resolved = resolve_target(ex.head.target);
+    location += resolved ? resolved->origin_form : std::string("/");
+
+    const bool keep_alive = ex.client_keep_alive && ex.request_consumed() && !close_after_response_;
+    ex.status = 308;
+    std::string body = "moved to " + location + "\n";
+    std::string response = "HTTP/1.1 308 Permanent Redirect\r\nLocation: " + location +
+                           "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\n" +
+                           (keep_alive ? "\r\n" : "Connection: close\r\n\r\n");
+    if (!ex.head_request) {
+        response += body;
+    }
+    client_.expires_after(ex.config.timeouts.idle);
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(response), use_nothrow);
+    ex.bytes_out = ex.head_request ? 0 : body.size();
+    process_metrics().count_response(308);
+    log_access(ex);
+    co_return !ec && keep_alive;
 }
 
 asio::awaitable<void> http_session::send_simple(exchange& ex, unsigned status,
@@ -428,6 +531,7 @@ void http_session::log_access(const exchange& ex)
 
 asio::awaitable<bool> http_session::forward(exchange& ex, const route_match& match)
 {
+    ex.hsts_header = match.target->hsts_header;
     auto& request = ex.parser->get();
     auto& outgoing = ex.upstream_request;
 
@@ -449,7 +553,7 @@ asio::awaitable<bool> http_session::forward(exchange& ex, const route_match& mat
     }
     bool trusted = is_trusted_peer(client_ip, ex.config.trusted_proxies);
     outgoing.set("X-Forwarded-For", forwarded_for(incoming_chain, client_ip, trusted));
-    outgoing.set("X-Forwarded-Proto", "http");
+    outgoing.set("X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
     outgoing.set("X-Forwarded-Host", std::string(ex.head.host.value_or(ex.host)));
     if (ex.head.target.front() != '/') {
         // RFC 9112 section 3.2.2: an absolute-form target's authority replaces Host.
@@ -595,6 +699,10 @@ asio::awaitable<bool> http_session::relay_response(exchange& ex, upstream_pool& 
         }
     }
 
+    if (client_.is_tls() && !ex.hsts_header.empty()) {
+        response.set(http::field::strict_transport_security, ex.hsts_header);
+    }
+
     ex.status = status;
     auto relayed = co_await relay_message<false>(
         connection->stream, connection->buffer, parser, client_, response,
@@ -650,9 +758,8 @@ void http_session::record_upstream_failure(upstream_pool& pool, std::string_view
     }
 }
 
-void spawn_session(worker& owner, tcp::socket socket, std::uint64_t id)
+void spawn_session(worker& owner, std::unique_ptr<http_session> session)
 {
-    auto session = std::make_unique<http_session>(owner, std::move(socket), id);
     auto& context = owner.context();
     asio::co_spawn(
         context,

@@ -1,8 +1,10 @@
-// One client connection speaking HTTP/1.x: reads requests, answers what gatehouse answers
-// itself (health checks, errors), and forwards the rest to upstreams, streaming bodies both
-// ways through fixed-size buffers. Internal to proxy/: it exposes Asio.
+// One client connection speaking HTTP/1.x, over plain TCP or TLS: reads requests, answers what
+// gatehouse answers itself (health checks, redirects to HTTPS, errors), and forwards the rest
+// to upstreams, streaming bodies both ways through fixed-size buffers. Internal to proxy/: it
+// exposes Asio.
 #pragma once
 
+#include "proxy/client_stream.hpp"
 #include "proxy/net.hpp"
 #include "proxy/request_head.hpp"
 
@@ -14,6 +16,7 @@
 namespace gatehouse::proxy {
 
 class worker;
+class tls_table;
 struct proxy_settings;
 struct route_match;
 struct upstream_connection;
@@ -21,7 +24,15 @@ class upstream_pool;
 
 class http_session {
 public:
+    // A plain-HTTP connection.
     http_session(worker& owner, tcp::socket socket, std::uint64_t id);
+
+    // A TLS connection: `certificates` picks the certificate during the handshake and must
+    // stay as it is until then, which the session ensures by holding it; `context` is the
+    // OpenSSL context wrapping certificates->base_context().
+    http_session(worker& owner, tcp::socket socket, std::uint64_t id,
+                 std::shared_ptr<const tls_table> certificates,
+                 std::shared_ptr<asio::ssl::context> context);
     ~http_session();
 
     http_session(const http_session&) = delete;
@@ -40,7 +51,10 @@ private:
 
     enum class head_outcome { ready = 1, closed, refused };
 
+    asio::awaitable<bool> handshake(const proxy_settings& settings);
+    asio::awaitable<void> close_connection();
     asio::awaitable<bool> serve_one(const proxy_settings& settings);
+    asio::awaitable<bool> redirect_to_https(exchange& ex);
     asio::awaitable<head_outcome> read_head(const proxy_settings& settings, std::size_t& length);
     asio::awaitable<bool> forward(exchange& ex, const route_match& match);
     asio::awaitable<bool> exchange_with_upstream(exchange& ex, upstream_pool& pool,
@@ -54,7 +68,9 @@ private:
     void log_access(const exchange& ex);
 
     worker& worker_;
-    beast::tcp_stream client_;
+    std::shared_ptr<const tls_table> certificates_;
+    std::shared_ptr<asio::ssl::context> tls_context_;
+    client_stream client_;
     beast::flat_buffer buffer_;
     request_head_scanner scanner_;
     std::uint64_t id_;
@@ -69,6 +85,6 @@ private:
 };
 
 // Starts a session on its worker's thread. The coroutine owns the session.
-void spawn_session(worker& owner, tcp::socket socket, std::uint64_t id);
+void spawn_session(worker& owner, std::unique_ptr<http_session> session);
 
 } // namespace gatehouse::proxy

@@ -1,11 +1,15 @@
 // gatehouse: an ingress that is both a reverse proxy and a certificate manager.
 // main() only reads the command line and wires the pieces together.
 #include "config/config_loader.hpp"
+#include "proxy/certificate_manager.hpp"
 #include "proxy/log.hpp"
 #include "proxy/server.hpp"
 #include "proxy/version.hpp"
+#include "store/file_store.hpp"
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <string_view>
@@ -25,6 +29,9 @@ constexpr std::string_view usage_text =
 commands:
   run --config FILE        serve with the configuration in FILE
   validate --config FILE   check FILE and list every error in it
+  trust --config FILE [--install]
+                           print the internal CA's certificate (PEM), creating the CA in the
+                           store first if needed; --install adds it to the system trust store
   version                  print the version
   help                     print this text
 
@@ -71,6 +78,52 @@ int validate(const std::string& path)
     } catch (const gatehouse::config::config_load_error& failure) {
         print_errors(failure);
         return exit_usage;
+    }
+}
+
+// Where Debian's update-ca-certificates picks up local CAs.
+constexpr const char* system_ca_path = "/usr/local/share/ca-certificates/gatehouse-local-ca.crt";
+
+int install_ca(const std::string& certificate_pem)
+{
+    {
+        std::ofstream file(system_ca_path, std::ios::trunc);
+        file << certificate_pem;
+        if (!file) {
+            std::cerr << "gatehouse: cannot write " << system_ca_path << " (run as root)\n";
+            return exit_runtime_failure;
+        }
+    }
+    if (std::system("update-ca-certificates >/dev/null") != 0) {
+        std::cerr << "gatehouse: update-ca-certificates failed\n";
+        return exit_runtime_failure;
+    }
+    std::cerr << "gatehouse: installed the internal CA as " << system_ca_path << '\n';
+    return exit_ok;
+}
+
+int trust(const std::string& path, bool install)
+{
+    gatehouse::config::gatehouse_config loaded;
+    try {
+        loaded = gatehouse::config::load_config_file(path);
+    } catch (const gatehouse::config::config_load_error& failure) {
+        print_errors(failure);
+        return exit_usage;
+    }
+    try {
+        std::string why;
+        auto store = gatehouse::store::open_file_store(loaded.store.file_directory, &why);
+        if (!store) {
+            std::cerr << "gatehouse: " << (why.empty() ? store.error().message() : why) << '\n';
+            return exit_runtime_failure;
+        }
+        const auto ca = gatehouse::proxy::load_or_create_internal_ca(**store);
+        std::cout << ca.certificate_pem;
+        return install ? install_ca(ca.certificate_pem) : exit_ok;
+    } catch (const std::exception& failure) {
+        std::cerr << "gatehouse: " << failure.what() << '\n';
+        return exit_runtime_failure;
     }
 }
 
@@ -128,6 +181,15 @@ int main(int argc, char** argv)
             return usage_error(std::string(command) + " needs --config FILE");
         }
         return command == "run" ? run(path) : validate(path);
+    }
+    if (command == "trust") {
+        // --install may stand anywhere; the rest is the usual --config FILE.
+        const bool install = std::erase(options, std::string_view("--install")) > 0;
+        std::string path;
+        if (!parse_config_option(options, path)) {
+            return usage_error("trust needs --config FILE");
+        }
+        return trust(path, install);
     }
     return usage_error("unknown command '" + std::string(command) + "'");
 }

@@ -63,6 +63,19 @@ std::string metrics::render_prometheus() const
     append_metric(out, "gatehouse_config_reload_failures_total", "counter",
                   "Configuration reloads refused because the new file was invalid.",
                   config_reload_failures);
+    append_metric(out, "gatehouse_tls_handshakes_total", "counter",
+                  "TLS handshakes completed on the HTTPS listener.", tls_handshakes);
+    append_metric(out, "gatehouse_tls_handshake_failures_total", "counter",
+                  "TLS handshakes that failed or were refused (unknown SNI, old versions).",
+                  tls_handshake_failures);
+    append_metric(out, "gatehouse_tls_resumptions_total", "counter",
+                  "TLS handshakes that resumed an earlier session from a ticket.", tls_resumptions);
+    append_metric(out, "gatehouse_certificate_updates_total", "counter",
+                  "Certificates issued, renewed or reloaded and handed to the listeners.",
+                  certificate_updates);
+    append_metric(out, "gatehouse_certificate_failures_total", "counter",
+                  "Certificate issues, renewals or reloads that failed; the old one kept serving.",
+                  certificate_failures);
     return out;
 }
 

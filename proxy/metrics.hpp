@@ -29,6 +29,12 @@ struct metrics {
     std::atomic<std::uint64_t> config_reloads{0};
     std::atomic<std::uint64_t> config_reload_failures{0};
 
+    std::atomic<std::uint64_t> tls_handshakes{0};
+    std::atomic<std::uint64_t> tls_handshake_failures{0};
+    std::atomic<std::uint64_t> tls_resumptions{0};
+    std::atomic<std::uint64_t> certificate_updates{0};
+    std::atomic<std::uint64_t> certificate_failures{0};
+
     void count_response(unsigned status)
     {
         unsigned status_class = status / 100;

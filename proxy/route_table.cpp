@@ -29,6 +29,22 @@ std::string strip_path_prefix(std::string_view target, std::string_view prefix)
     return std::string(rest);
 }
 
+// The Strict-Transport-Security value for a policy (RFC 6797 section 6.1), or "" for none.
+std::string hsts_header_value(const config::hsts_policy& policy)
+{
+    if (!policy.enabled) {
+        return {};
+    }
+    std::string value = "max-age=" + std::to_string(policy.max_age.count());
+    if (policy.include_subdomains) {
+        value += "; includeSubDomains";
+    }
+    if (policy.preload) {
+        value += "; preload";
+    }
+    return value;
+}
+
 } // namespace
 
 std::string normalize_host(std::string_view host_header)
@@ -65,6 +81,9 @@ route_table::route_table(const std::vector<config::route>& routes)
             target->prefix = path.prefix;
             target->strip_prefix = path.strip_prefix;
             target->upstreams = path.upstreams;
+            target->has_tls = route.tls.source != config::tls_source::off;
+            target->redirect_http = target->has_tls && route.redirect_http;
+            target->hsts_header = hsts_header_value(route.hsts);
             entry.paths.push_back(std::move(target));
         }
         std::stable_sort(entry.paths.begin(), entry.paths.end(), [](const auto& a, const auto& b) {

@@ -27,6 +27,15 @@ struct path_target {
     bool strip_prefix = false;
     std::vector<config::upstream_url> upstreams;
 
+    // The route has a certificate, so it is served on the HTTPS listener.
+    bool has_tls = false;
+
+    // Plain-HTTP requests get a 308 to the same URL over HTTPS instead of being forwarded.
+    bool redirect_http = false;
+
+    // Strict-Transport-Security for HTTPS responses; empty for none.
+    std::string hsts_header;
+
     // Where the next round-robin pick starts. Shared by every thread; relaxed increments are
     // enough because only the spread matters, not the exact order.
     mutable std::atomic<unsigned> next_upstream{0};

@@ -2,9 +2,11 @@
 
 #include "config/config_loader.hpp"
 #include "proxy/admin_server.hpp"
+#include "proxy/certificate_manager.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/worker.hpp"
+#include "store/file_store.hpp"
 
 #include <csignal>
 #include <ctime>
@@ -67,7 +69,10 @@ struct server::impl {
         status.threads = worker_count(*status.settings->config);
     }
 
-    void open_http_listener();
+    void open_listener(tcp::acceptor& acceptor, const config::listen_address& address,
+                       std::string_view name);
+    void create_workers();
+    void start_certificates();
     void start_workers();
     void wait_for_signal();
     void on_signal(int signal_number);
@@ -80,6 +85,9 @@ struct server::impl {
     server_status status;
     shared_server_state shared;
     tcp::acceptor http_acceptor{context};
+    tcp::acceptor https_acceptor{context};
+    std::unique_ptr<store::store> certificate_store;
+    std::unique_ptr<certificate_manager> certificates;
     std::unique_ptr<admin_server> admin;
     std::vector<std::unique_ptr<worker>> workers;
     asio::signal_set signals{context, SIGINT, SIGTERM, SIGHUP};
@@ -99,7 +107,14 @@ int server::run()
     auto& self = *impl_;
     const auto& config = *self.status.settings->config;
 
-    self.open_http_listener();
+    // Certificates come before listeners: a TLS listener that accepted before it had them could
+    // only fail handshakes.
+    self.create_workers();
+    self.start_certificates();
+    self.open_listener(self.http_acceptor, config.http_listener, "http");
+    if (config.https_listener) {
+        self.open_listener(self.https_acceptor, *config.https_listener, "https");
+    }
     if (config.admin_listener) {
         self.admin = std::make_unique<admin_server>(self.context, self.status);
         self.admin->start(*config.admin_listener);
@@ -116,28 +131,65 @@ int server::run()
     return 0;
 }
 
-void server::impl::open_http_listener()
+void server::impl::open_listener(tcp::acceptor& acceptor, const config::listen_address& address,
+                                 std::string_view name)
 {
-    const auto& address = status.settings->config->http_listener;
     auto endpoint = endpoint_for(address);
-    http_acceptor.open(endpoint.protocol());
-    http_acceptor.set_option(tcp::acceptor::reuse_address(true));
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(tcp::acceptor::reuse_address(true));
     if (endpoint.protocol() == tcp::v6()) {
         // ":80" means every address, IPv4 included.
-        http_acceptor.set_option(asio::ip::v6_only(false));
+        acceptor.set_option(asio::ip::v6_only(false));
     }
-    http_acceptor.bind(endpoint);
-    http_acceptor.listen(listen_backlog);
+    acceptor.bind(endpoint);
+    acceptor.listen(listen_backlog);
     log::write(*log::get("proxy"), spdlog::level::info, "listener up",
-               {{"listener", "http"}, {"address", address.text}});
+               {{"listener", name}, {"address", endpoint_text(acceptor.local_endpoint())}});
+}
+
+void server::impl::create_workers()
+{
+    for (unsigned index = 0; index < status.threads; ++index) {
+        workers.push_back(std::make_unique<worker>(index, status.settings, shared));
+    }
+}
+
+void server::impl::start_certificates()
+{
+    const auto& config = status.settings->config;
+    if (!config->https_listener) {
+        return;
+    }
+    std::string why;
+    auto opened = store::open_file_store(config->store.file_directory, &why);
+    if (!opened) {
+        throw std::runtime_error(why.empty() ? "store " + config->store.file_directory + ": " +
+                                                   opened.error().message()
+                                             : why);
+    }
+    certificate_store = std::move(*opened);
+    certificates = std::make_unique<certificate_manager>(
+        *certificate_store, [this](std::shared_ptr<const tls_table> table) {
+            for (auto& each : workers) {
+                each->apply_certificates(table);
+            }
+        });
+    certificates->start(config);
+    status.certificates = certificates.get();
+    log::write(
+        *logger, spdlog::level::info, "certificates loaded",
+        {{"count", certificates->status().size()}, {"store", certificate_store->describe()}});
 }
 
 void server::impl::start_workers()
 {
-    for (unsigned index = 0; index < status.threads; ++index) {
-        auto next = std::make_unique<worker>(index, status.settings, shared);
-        next->listen_on(http_acceptor.native_handle(), http_acceptor.local_endpoint().protocol());
-        workers.push_back(std::move(next));
+    for (auto& each : workers) {
+        each->listen_on(http_acceptor.native_handle(), http_acceptor.local_endpoint().protocol(),
+                        false);
+        if (https_acceptor.is_open()) {
+            each->listen_on(https_acceptor.native_handle(),
+                            https_acceptor.local_endpoint().protocol(), true);
+        }
     }
     for (auto& each : workers) {
         each->start();
@@ -195,19 +247,35 @@ void server::impl::reload()
 
     // Sockets and threads are set up once; changing them needs a restart.
     const auto& running = *status.settings->config;
+    const auto text_of = [](const std::optional<config::listen_address>& address) {
+        return address ? address->text : std::string();
+    };
     if (next.http_listener.text != running.http_listener.text || next.threads != running.threads ||
-        (next.admin_listener ? next.admin_listener->text : "") !=
-            (running.admin_listener ? running.admin_listener->text : "")) {
+        text_of(next.admin_listener) != text_of(running.admin_listener) ||
+        text_of(next.https_listener) != text_of(running.https_listener) ||
+        next.store.file_directory != running.store.file_directory) {
         log::write(*logger, spdlog::level::warn,
-                   "listen addresses and threads change only on restart; keeping the old ones");
+                   "listen addresses, threads and the store change only on restart; keeping the "
+                   "old ones");
         next.http_listener = running.http_listener;
+        next.https_listener = running.https_listener;
         next.admin_listener = running.admin_listener;
         next.threads = running.threads;
+        next.store = running.store;
+        if (!next.https_listener) {
+            // Without the listener, routes cannot have TLS; keep them plain as before.
+            for (auto& route : next.routes) {
+                route.tls.source = config::tls_source::off;
+            }
+        }
     }
 
     log::configure(next.log);
-    status.settings = std::make_shared<proxy_settings>(
-        std::make_shared<const config::gatehouse_config>(std::move(next)));
+    auto loaded = std::make_shared<const config::gatehouse_config>(std::move(next));
+    if (certificates) {
+        certificates->apply(loaded);
+    }
+    status.settings = std::make_shared<proxy_settings>(std::move(loaded));
     for (auto& each : workers) {
         each->apply_settings(status.settings);
     }
@@ -224,6 +292,7 @@ void server::impl::begin_drain()
     status.draining = true;
     error_code ignored;
     http_acceptor.close(ignored);
+    https_acceptor.close(ignored);
     for (auto& each : workers) {
         each->begin_drain();
     }
@@ -258,6 +327,9 @@ void server::impl::check_drained()
 
 void server::impl::finish()
 {
+    // The manager's thread publishes to the workers, so it stops before they do.
+    status.certificates = nullptr;
+    certificates.reset();
     if (admin) {
         admin->stop();
     }

@@ -13,36 +13,64 @@ constexpr std::size_t tunnel_chunk_bytes = 16 * 1024;
 
 using activity_clock = std::chrono::steady_clock;
 
-// Moves bytes one way until EOF or an error, noting the time of every read.
-asio::awaitable<void> pump(beast::tcp_stream& from, beast::tcp_stream& to,
-                           activity_clock::time_point& last_activity)
+// The stream a tunnel reads and writes: the bare socket for TCP, so no per-operation timer
+// runs; the TLS stream for a TLS client, whose reads and writes must go through OpenSSL.
+tcp::socket& raw(beast::tcp_stream& stream)
+{
+    return stream.socket();
+}
+
+client_stream& raw(client_stream& stream)
+{
+    return stream;
+}
+
+// Ends both directions of a tunnel. Cancelling the sockets themselves, rather than relying on
+// per-operation cancellation, also stops a TLS read, which does not accept a cancellation slot.
+struct tunnel_stopper {
+    client_stream& client;
+    beast::tcp_stream& upstream;
+
+    void operator()() const
+    {
+        error_code ignored;
+        client.transport().socket().cancel(ignored);
+        upstream.socket().cancel(ignored);
+    }
+};
+
+// Moves bytes one way until EOF or an error, noting the time of every read, then stops the
+// other direction too.
+template <typename From, typename To>
+asio::awaitable<void> pump(From& from, To& to, activity_clock::time_point& last_activity,
+                           tunnel_stopper stop)
 {
     std::array<char, tunnel_chunk_bytes> chunk;
     for (;;) {
-        auto [read_error, n] =
-            co_await from.socket().async_read_some(asio::buffer(chunk), use_nothrow);
+        auto [read_error, n] = co_await raw(from).async_read_some(asio::buffer(chunk), use_nothrow);
         if (read_error) {
-            co_return;
+            break;
         }
         last_activity = activity_clock::now();
         auto [write_error, written] =
-            co_await asio::async_write(to.socket(), asio::buffer(chunk.data(), n), use_nothrow);
+            co_await asio::async_write(raw(to), asio::buffer(chunk.data(), n), use_nothrow);
         if (write_error) {
-            co_return;
+            break;
         }
     }
+    stop();
 }
 
 // Returns once neither direction has moved a byte for `idle_timeout`. A one-way stream (a
 // server pushing events) keeps the tunnel alive, unlike a per-direction read timeout would.
 asio::awaitable<void> watch_idle(activity_clock::time_point& last_activity,
-                                 std::chrono::milliseconds idle_timeout)
+                                 std::chrono::milliseconds idle_timeout, tunnel_stopper stop)
 {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     for (;;) {
         auto quiet_until = last_activity + idle_timeout;
         if (activity_clock::now() >= quiet_until) {
-            co_return;
+            break;
         }
         timer.expires_at(quiet_until);
         auto [ec] = co_await timer.async_wait(use_nothrow);
@@ -50,21 +78,23 @@ asio::awaitable<void> watch_idle(activity_clock::time_point& last_activity,
             co_return;
         }
     }
+    stop();
 }
 
-asio::awaitable<bool> flush(beast::flat_buffer& pending, beast::tcp_stream& to)
+template <typename To>
+asio::awaitable<bool> flush(beast::flat_buffer& pending, To& to)
 {
     if (pending.size() == 0) {
         co_return true;
     }
-    auto [ec, n] = co_await asio::async_write(to.socket(), pending.data(), use_nothrow);
+    auto [ec, n] = co_await asio::async_write(raw(to), pending.data(), use_nothrow);
     pending.consume(pending.size());
     co_return !ec;
 }
 
 } // namespace
 
-asio::awaitable<void> run_tunnel(beast::tcp_stream& client, beast::flat_buffer& client_buffer,
+asio::awaitable<void> run_tunnel(client_stream& client, beast::flat_buffer& client_buffer,
                                  beast::tcp_stream& upstream, beast::flat_buffer& upstream_buffer,
                                  std::chrono::milliseconds idle_timeout)
 {
@@ -73,14 +103,16 @@ asio::awaitable<void> run_tunnel(beast::tcp_stream& client, beast::flat_buffer& 
 
     if (co_await flush(client_buffer, upstream) && co_await flush(upstream_buffer, client)) {
         auto last_activity = activity_clock::now();
-        co_await (pump(client, upstream, last_activity) || pump(upstream, client, last_activity) ||
-                  watch_idle(last_activity, idle_timeout));
+        const tunnel_stopper stop{client, upstream};
+        co_await (pump(client, upstream, last_activity, stop) ||
+                  pump(upstream, client, last_activity, stop) ||
+                  watch_idle(last_activity, idle_timeout, stop));
     }
 
     error_code ignored;
-    client.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    client.transport().socket().shutdown(tcp::socket::shutdown_both, ignored);
     upstream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    client.close();
+    client.transport().close();
     upstream.close();
 }
 

@@ -2,6 +2,7 @@
 // response (WebSocket and other upgrades). Internal to proxy/: it exposes Beast.
 #pragma once
 
+#include "proxy/client_stream.hpp"
 #include "proxy/net.hpp"
 
 #include <chrono>
@@ -11,7 +12,7 @@ namespace gatehouse::proxy {
 // Copies bytes both ways until either side closes or neither side sends anything for
 // `idle_timeout`. Bytes already read into either buffer are delivered first. Both streams are
 // closed when it returns. Never throws.
-asio::awaitable<void> run_tunnel(beast::tcp_stream& client, beast::flat_buffer& client_buffer,
+asio::awaitable<void> run_tunnel(client_stream& client, beast::flat_buffer& client_buffer,
                                  beast::tcp_stream& upstream, beast::flat_buffer& upstream_buffer,
                                  std::chrono::milliseconds idle_timeout);
 

@@ -53,20 +53,21 @@ worker::~worker()
     stop();
 }
 
-void worker::listen_on(int listening_fd, const tcp& protocol)
+void worker::listen_on(int listening_fd, const tcp& protocol, bool tls)
 {
     int own_fd = ::dup(listening_fd);
     if (own_fd < 0) {
         throw std::system_error(errno, std::generic_category(), "dup of listening socket");
     }
-    acceptor_ = std::make_unique<tcp::acceptor>(context_);
-    acceptor_->assign(protocol, own_fd);
+    auto acceptor = std::make_unique<tcp::acceptor>(context_);
+    acceptor->assign(protocol, own_fd);
+    listeners_.push_back({std::move(acceptor), tls});
 }
 
 void worker::start()
 {
-    if (acceptor_) {
-        asio::co_spawn(context_, accept_loop(), asio::detached);
+    for (auto& each : listeners_) {
+        asio::co_spawn(context_, accept_loop(*each.acceptor, each.tls), asio::detached);
     }
     asio::co_spawn(context_, sweep_idle_upstreams(), asio::detached);
     thread_ = std::thread([this] {
@@ -90,13 +91,27 @@ void worker::apply_settings(std::shared_ptr<const proxy_settings> settings)
     });
 }
 
+void worker::apply_certificates(std::shared_ptr<const tls_table> certificates)
+{
+    // The Asio wrapper takes a reference of its own on the base context, so either may be
+    // released first.
+    SSL_CTX* base = certificates->base_context();
+    SSL_CTX_up_ref(base);
+    auto context = std::make_shared<asio::ssl::context>(base);
+    asio::post(context_, [this, certificates = std::move(certificates),
+                          context = std::move(context)]() mutable {
+        certificates_ = std::move(certificates);
+        tls_context_ = std::move(context);
+    });
+}
+
 void worker::begin_drain()
 {
     asio::post(context_, [this] {
         draining_ = true;
-        if (acceptor_) {
+        for (auto& each : listeners_) {
             error_code ignored;
-            acceptor_->close(ignored);
+            each.acceptor->close(ignored);
         }
         // Copy first: a session may end, and leave the set, while it is being told to drain.
         std::vector<http_session*> current(sessions_.begin(), sessions_.end());
@@ -140,11 +155,11 @@ void worker::remove_session(http_session* session)
     process_metrics().connections_open.fetch_sub(1, std::memory_order_relaxed);
 }
 
-asio::awaitable<void> worker::accept_loop()
+asio::awaitable<void> worker::accept_loop(tcp::acceptor& acceptor, bool tls)
 {
     for (;;) {
-        auto [ec, socket] = co_await acceptor_->async_accept(use_nothrow);
-        if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+        auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
             co_return;
         }
         if (ec) {
@@ -163,16 +178,37 @@ asio::awaitable<void> worker::accept_loop()
             shared_.open_connections.fetch_sub(1, std::memory_order_relaxed);
             process_metrics().connections_refused.fetch_add(1, std::memory_order_relaxed);
             warn_connection_limit(limit);
-            asio::co_spawn(context_, refuse_connection(std::move(socket)), asio::detached);
+            if (!tls) {
+                // A TLS client could not read a plain answer; it is simply closed.
+                asio::co_spawn(context_, refuse_connection(std::move(socket)), asio::detached);
+            }
             continue;
         }
 
         process_metrics().connections_open.fetch_add(1, std::memory_order_relaxed);
         error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        auto id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
-        spawn_session(*this, std::move(socket), id);
+        start_session(std::move(socket), tls);
     }
+}
+
+void worker::start_session(tcp::socket socket, bool tls)
+{
+    auto id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
+    if (!tls) {
+        spawn_session(*this, std::make_unique<http_session>(*this, std::move(socket), id));
+        return;
+    }
+    if (!certificates_) {
+        // Certificates are loaded before the listener opens, so this is a race at start-up at
+        // most; closing is the only honest answer without a certificate.
+        process_metrics().tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+        shared_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+        process_metrics().connections_open.fetch_sub(1, std::memory_order_relaxed);
+        return;
+    }
+    spawn_session(*this, std::make_unique<http_session>(*this, std::move(socket), id, certificates_,
+                                                        tls_context_));
 }
 
 asio::awaitable<void> worker::refuse_connection(tcp::socket socket)

@@ -6,6 +6,7 @@
 
 #include "proxy/net.hpp"
 #include "proxy/proxy_settings.hpp"
+#include "proxy/tls_table.hpp"
 #include "proxy/upstream_pool.hpp"
 
 #include <atomic>
@@ -15,6 +16,9 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
+
+#include <boost/asio/ssl/context.hpp>
 
 namespace gatehouse::proxy {
 
@@ -41,13 +45,19 @@ public:
 
     // Accepts on a duplicate of `listening_fd`, a socket the server has bound and is listening
     // on. Every worker accepts from the same socket; the kernel hands each connection to one.
-    void listen_on(int listening_fd, const tcp& protocol);
+    // Connections on a `tls` listener start with a handshake using the current certificates.
+    void listen_on(int listening_fd, const tcp& protocol, bool tls);
 
     // Starts the thread. Call once, after listen_on.
     void start();
 
     // Thread-safe: new requests on this worker use `settings` from now on.
     void apply_settings(std::shared_ptr<const proxy_settings> settings);
+
+    // Thread-safe: new TLS handshakes on this worker pick certificates from `certificates`
+    // from now on; connections already open keep theirs. Until the first call, TLS
+    // connections are refused.
+    void apply_certificates(std::shared_ptr<const tls_table> certificates);
 
     // Thread-safe: stop accepting, close idle connections, and let the others finish their
     // current request and close.
@@ -70,7 +80,8 @@ public:
     asio::io_context& context() noexcept { return context_; }
 
 private:
-    asio::awaitable<void> accept_loop();
+    asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);
+    void start_session(tcp::socket socket, bool tls);
     asio::awaitable<void> refuse_connection(tcp::socket socket);
     asio::awaitable<void> sweep_idle_upstreams();
     void warn_connection_limit(std::size_t limit);
@@ -85,8 +96,16 @@ private:
     std::shared_ptr<const proxy_settings> settings_;
     bool draining_ = false;
 
+    // The current certificates and the Asio context wrapping their base OpenSSL context.
+    std::shared_ptr<const tls_table> certificates_;
+    std::shared_ptr<asio::ssl::context> tls_context_;
+
     asio::io_context context_{1};
-    std::unique_ptr<tcp::acceptor> acceptor_;
+    struct listener {
+        std::unique_ptr<tcp::acceptor> acceptor;
+        bool tls = false;
+    };
+    std::vector<listener> listeners_;
     std::unordered_map<std::string, std::unique_ptr<upstream_pool>> pools_;
     std::thread thread_;
 };

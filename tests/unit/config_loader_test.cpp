@@ -38,6 +38,16 @@ std::string yaml(std::string_view text)
     return std::string(text);
 }
 
+std::vector<config_error> errors_in_file(const std::string& text, const std::string& file_name)
+{
+    try {
+        parse_config(text, file_name);
+    } catch (const config_load_error& error) {
+        return error.errors();
+    }
+    return {};
+}
+
 std::vector<config_error> errors_in(const std::string& text)
 {
     try {
@@ -190,7 +200,7 @@ TEST_CASE("settings that are not written take the defaults of config.hpp", "[con
         const auto config = parse_config("", "empty.yaml");
         CHECK(config.http_listener.port == 80);
         CHECK(config.routes.empty());
-        CHECK(config.source_file.empty());
+        CHECK(config.source_file == "empty.yaml");
     }
     SECTION("in a file with a single route")
     {
@@ -559,11 +569,153 @@ TEST_CASE("a bad listen address is an error at its value", "[config]")
     check_error(only_error_in("listen:\n  http: 8080\n"), 2, 9, "listen.http", "missing port");
 }
 
-TEST_CASE("an https listener is rejected because TLS termination is not in this build", "[config]")
+TEST_CASE("routes default to the internal CA once an https listener is set", "[config]")
 {
-    check_error(only_error_in("listen:\n  http: \":80\"\n  https: \":443\"\n"), 3, 10,
-                "listen.https", "TLS termination is not implemented in this build");
+    const auto config = parse_config(yaml(R"(
+listen:
+  http: ":80"
+  https: ":443"
+routes:
+  - host: a.example.com
+    paths: [{upstream: "http://backend"}]
+  - host: b.example.com
+    tls: off
+    paths: [{upstream: "http://backend"}]
+)"),
+                                     "test.yaml");
+    REQUIRE(config.https_listener.has_value());
+    CHECK(config.https_listener->port == 443);
+    REQUIRE(config.routes.size() == 2);
+    CHECK(config.routes[0].tls.source == tls_source::internal);
+    CHECK(config.routes[0].redirect_http);
+    CHECK(config.routes[1].tls.source == tls_source::off);
+    CHECK(config.tls.unknown_sni == unknown_sni_action::reject);
+    CHECK(config.tls.session_tickets);
+    CHECK(config.tls.min_version == 2);
+    CHECK(config.tls.internal_certificate_lifetime == std::chrono::hours(24 * 7));
+    CHECK(config.store.file_directory == "/var/lib/gatehouse");
+}
+
+TEST_CASE("a route without an https listener is plain HTTP and cannot ask for TLS", "[config]")
+{
+    CHECK(parse_config("routes: [{host: a, paths: [{upstream: \"http://b\"}]}]\n", "t")
+              .routes[0]
+              .tls.source == tls_source::off);
+    check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example.com
+    tls: internal
+    paths: [{upstream: "http://backend"}]
+)")),
+                3, 10, "routes[0].tls", "listen.https is not set");
     CHECK_FALSE(parse_config("listen:\n  https: off\n", "t").https_listener.has_value());
+}
+
+TEST_CASE("the https listener may not share a port with another listener", "[config]")
+{
+    check_error(only_error_in("listen:\n  http: \":8443\"\n  https: \"127.0.0.1:8443\"\n"), 3, 10,
+                "listen.https", "listen.http and listen.https would both bind");
+}
+
+TEST_CASE("a certificate from files resolves paths against the configuration's folder", "[config]")
+{
+    const auto folder = std::filesystem::temp_directory_path() / "gatehouse-config-tls-test";
+    std::filesystem::create_directories(folder);
+    std::ofstream(folder / "site.crt") << "certificate";
+    std::ofstream(folder / "site.key") << "key";
+    const std::string text = yaml(R"(
+listen: {https: ":443"}
+store: {file: state}
+routes:
+  - host: a.example.com
+    tls: {cert: site.crt, key: site.key}
+    hsts: {max_age: 30d, include_subdomains: true}
+    paths: [{upstream: "http://backend"}]
+)");
+    const auto config = parse_config(text, (folder / "gatehouse.yaml").string());
+    const auto& tls = config.routes[0].tls;
+    CHECK(tls.source == tls_source::files);
+    CHECK(tls.certificate_file == (folder / "site.crt").string());
+    CHECK(tls.key_file == (folder / "site.key").string());
+    CHECK(config.store.file_directory == (folder / "state").string());
+    CHECK(config.routes[0].hsts.enabled);
+    CHECK(config.routes[0].hsts.max_age == std::chrono::hours(24 * 30));
+    CHECK(config.routes[0].hsts.include_subdomains);
+    CHECK_FALSE(config.routes[0].hsts.preload);
+
+    SECTION("a missing file is an error at its key")
+    {
+        std::filesystem::remove(folder / "site.key");
+        const auto errors = errors_in_file(text, (folder / "gatehouse.yaml").string());
+        REQUIRE(errors.size() == 1);
+        INFO(errors[0].to_string());
+        CHECK(errors[0].line == 5);
+        CHECK(errors[0].key_path == "routes[0].tls.key");
+        CHECK_THAT(errors[0].message, Catch::Contains("cannot read"));
+    }
+    std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("tls sources, tls settings and hsts reject what they do not know", "[config]")
+{
+    const auto errors = errors_in(yaml(R"(
+listen: {https: ":443"}
+tls:
+  unknown_sni: ignore
+  min_version: "1.1"
+  session_tickets: maybe
+  internal_certificate_lifetime: 10s
+routes:
+  - host: a.example.com
+    tls: acme
+    paths: [{upstream: "http://backend"}]
+  - host: b.example.com
+    tls: {cert: only.crt}
+    paths: [{upstream: "http://backend"}]
+  - host: c.example.com
+    tls: off
+    hsts: true
+    paths: [{upstream: "http://backend"}]
+)"));
+    for (const auto& error : errors) {
+        UNSCOPED_INFO(error.to_string());
+    }
+    REQUIRE(errors.size() == 8);
+    check_error(errors[0], 3, 16, "tls.unknown_sni", "expected reject or default");
+    check_error(errors[1], 4, 16, "tls.min_version", "older versions are never offered");
+    check_error(errors[2], 5, 20, "tls.session_tickets", "");
+    check_error(errors[3], 6, 34, "tls.internal_certificate_lifetime", "at least 1m");
+    check_error(errors[4], 9, 10, "routes[0].tls", "ACME certificates are not implemented");
+    check_error(errors[5], 12, 10, "routes[1].tls", "needs both cert and key");
+    check_error(errors[6], 12, 17, "routes[1].tls.cert", "cannot read");
+    check_error(errors[7], 16, 11, "routes[2].hsts", "hsts needs TLS");
+}
+
+TEST_CASE("the default certificate must belong to a route with TLS", "[config]")
+{
+    check_error(only_error_in(yaml(R"(
+listen: {https: ":443"}
+tls: {unknown_sni: default}
+)")),
+                2, 6, "tls", "needs default_certificate");
+    check_error(only_error_in(yaml(R"(
+listen: {https: ":443"}
+tls: {unknown_sni: default, default_certificate: other.example.com}
+routes:
+  - host: a.example.com
+    paths: [{upstream: "http://backend"}]
+)")),
+                2, 6, "tls", "is not the host of a route with TLS");
+    const auto config = parse_config(yaml(R"(
+listen: {https: ":443"}
+tls: {unknown_sni: default, default_certificate: A.example.com}
+routes:
+  - host: a.example.com
+    paths: [{upstream: "http://backend"}]
+)"),
+                                     "t");
+    CHECK(config.tls.unknown_sni == unknown_sni_action::serve_default);
+    CHECK(config.tls.default_certificate == "a.example.com");
 }
 
 TEST_CASE("the admin listener is turned off by an empty value or off", "[config]")

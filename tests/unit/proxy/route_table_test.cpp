@@ -28,7 +28,10 @@ path_route path(std::string prefix, std::string upstream_text, bool strip = fals
 
 route host_route(std::string host, std::vector<path_route> paths)
 {
-    return route{std::move(host), std::move(paths)};
+    route result;
+    result.host = std::move(host);
+    result.paths = std::move(paths);
+    return result;
 }
 
 // The upstream text of the match for (host, target), or "none" when nothing matches.

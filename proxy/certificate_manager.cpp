@@ -1,0 +1,654 @@
+#include "proxy/certificate_manager.hpp"
+
+#include "pki/certificate.hpp"
+#include "pki/keys.hpp"
+#include "pki/local_ca.hpp"
+#include "proxy/log.hpp"
+#include "proxy/metrics.hpp"
+#include "store/certificate_bundle.hpp"
+#include "store/keys.hpp"
+#include "store/store.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <thread>
+
+namespace gatehouse::proxy {
+
+namespace {
+
+using system_clock = std::chrono::system_clock;
+
+// How often user-managed files and renewal times are checked. Half the 2 s within which a
+// replaced certificate must be served.
+constexpr std::chrono::milliseconds check_interval{1000};
+
+// Session ticket keys: a new one encrypts from each rotation on, and the previous ones still
+// decrypt, so a ticket stays usable for up to (kept - 1) intervals.
+constexpr std::chrono::hours ticket_rotation_interval{12};
+constexpr std::size_t ticket_keys_kept = 3;
+
+// Retries of a failed issue or reload start here and double up to the cap.
+constexpr std::chrono::seconds first_retry_delay{5};
+constexpr std::chrono::seconds max_retry_delay{std::chrono::minutes(10)};
+
+// How long an instance may hold a certificate's lock while issuing; a crashed holder's lock is
+// free again after this.
+constexpr std::chrono::seconds issue_lock_ttl{60};
+
+constexpr std::chrono::days internal_ca_validity{3650};
+constexpr std::string_view internal_ca_name = "gatehouse local CA";
+
+std::shared_ptr<spdlog::logger> logger()
+{
+    static const auto instance = log::get("certs");
+    return instance;
+}
+
+std::string time_text(system_clock::time_point time)
+{
+    const std::time_t seconds = system_clock::to_time_t(time);
+    std::tm parts{};
+    gmtime_r(&seconds, &parts);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+    return text;
+}
+
+template <typename T>
+T value_or_throw(store::result<T> outcome, const std::string& what)
+{
+    if (!outcome) {
+        throw std::runtime_error(what + ": " + outcome.error().message());
+    }
+    return std::move(*outcome);
+}
+
+void check_or_throw(const store::result<void>& outcome, const std::string& what)
+{
+    if (!outcome) {
+        throw std::runtime_error(what + ": " + outcome.error().message());
+    }
+}
+
+std::string read_whole_file(const std::string& path)
+{
+    std::ifstream file(path, std::ios::binary);
+    if (!file) {
+        throw std::runtime_error("cannot open " + path);
+    }
+    std::ostringstream text;
+    text << file.rdbuf();
+    return text.str();
+}
+
+// What identifies one version of a file: a replaced or rewritten file changes at least one.
+struct file_version {
+    dev_t device = 0;
+    ino_t inode = 0;
+    off_t size = 0;
+    std::int64_t modified_ns = 0;
+    bool exists = false;
+
+    friend bool operator==(const file_version&, const file_version&) = default;
+};
+
+file_version version_of(const std::string& path)
+{
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) {
+        return {};
+    }
+    return {info.st_dev, info.st_ino, info.st_size,
+            static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec,
+            true};
+}
+
+// A chain and key that parse, belong together and cover `host`, with the leaf's facts.
+struct checked_certificate {
+    certificate_material material;
+    pki::certificate_info info;
+};
+
+checked_certificate check_pair(const std::string& host, std::string chain_pem, std::string key_pem)
+{
+    auto chain = pki::parse_certificate_chain(chain_pem);
+    if (!chain) {
+        throw std::runtime_error("certificate: " + chain.error().message);
+    }
+    auto key = pki::private_key_from_pem(key_pem);
+    if (!key) {
+        throw std::runtime_error("private key: " + key.error().message);
+    }
+    if (!pki::public_key_matches(key->get(), chain->leaf.get())) {
+        throw std::runtime_error("the private key does not belong to the certificate");
+    }
+    auto info = pki::describe_certificate(chain->leaf.get());
+    if (!info) {
+        throw std::runtime_error("certificate: " + info.error().message);
+    }
+    if (!pki::covers_name(*info, host.starts_with("*.") ? "x" + host.substr(1) : host)) {
+        throw std::runtime_error("the certificate does not cover " + host);
+    }
+    return {{{host}, std::move(chain_pem), std::move(key_pem)}, std::move(*info)};
+}
+
+// Takes `name`, waiting a few seconds for another instance to finish with it. Returns nothing
+// when it stays taken; throws when the store cannot be asked.
+std::optional<store::lock_lease> acquire_lock(store::store& store, const std::string& name)
+{
+    constexpr int attempts = 25;
+    for (int attempt = 0; attempt < attempts; ++attempt) {
+        auto lease = value_or_throw(store.try_lock(name, issue_lock_ttl), "locking " + name);
+        if (lease) {
+            return lease;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return std::nullopt;
+}
+
+// Releases a lock when the work under it ends, however it ends.
+class scoped_lease {
+public:
+    scoped_lease(store::store& store, store::lock_lease lease)
+        : store_(store), lease_(std::move(lease))
+    {}
+    ~scoped_lease() { (void)store_.unlock(lease_); }
+
+    scoped_lease(const scoped_lease&) = delete;
+    scoped_lease& operator=(const scoped_lease&) = delete;
+
+private:
+    store::store& store_;
+    store::lock_lease lease_;
+};
+
+std::chrono::seconds grown_delay(std::chrono::seconds previous)
+{
+    if (previous.count() == 0) {
+        return first_retry_delay;
+    }
+    return std::min(previous * 2, max_retry_delay);
+}
+
+} // namespace
+
+internal_ca_pem load_or_create_internal_ca(store::store& store)
+{
+    const std::string key = store::keys::internal_ca();
+    auto existing = value_or_throw(store.get(key), "reading the internal CA from the store");
+    if (existing) {
+        auto bundle = value_or_throw(store::parse_bundle(*existing), "the stored internal CA");
+        return {bundle.certificate_chain_pem, bundle.private_key_pem};
+    }
+
+    // Instances sharing a store must end with one CA: whoever holds the lock creates it, and
+    // everyone checks again once they hold it.
+    const auto lease = acquire_lock(store, store::keys::lock_for_internal_ca());
+    if (!lease) {
+        throw std::runtime_error("another instance holds the internal CA lock; try again later");
+    }
+    const scoped_lease held(store, *lease);
+
+    if (auto created_meanwhile = value_or_throw(store.get(key), "reading the internal CA")) {
+        auto bundle = value_or_throw(store::parse_bundle(*created_meanwhile), "the internal CA");
+        return {bundle.certificate_chain_pem, bundle.private_key_pem};
+    }
+    auto material = pki::create_local_ca(std::string(internal_ca_name), internal_ca_validity);
+    if (!material) {
+        throw std::runtime_error("creating the internal CA: " + material.error().message);
+    }
+    auto ca = pki::local_ca::from_material(*material);
+    if (!ca) {
+        throw std::runtime_error("loading the new internal CA: " + ca.error().message);
+    }
+
+    store::certificate_bundle bundle;
+    bundle.names = {ca->info().subject};
+    bundle.certificate_chain_pem = material->certificate_pem;
+    bundle.private_key_pem = material->private_key_pem;
+    bundle.issuer = "internal";
+    bundle.serial = ca->info().serial_hex;
+    bundle.not_before = ca->info().not_before;
+    bundle.not_after = ca->info().not_after;
+    bundle.obtained_at = system_clock::now();
+    check_or_throw(store.put(key, store::serialize_bundle(bundle)),
+                   "writing the internal CA to the store");
+    log::write(*logger(), spdlog::level::info, "internal ca created",
+               {{"subject", ca->info().subject}, {"not_after", time_text(ca->info().not_after)}});
+    return {material->certificate_pem, material->private_key_pem};
+}
+
+struct certificate_manager::impl {
+    impl(store::store& s, publish_function p) : store(s), publish(std::move(p)) {}
+
+    // One route host's certificate and what the manager knows about it.
+    struct entry {
+        certificate_status status;
+        config::route_tls tls;
+        std::optional<checked_certificate> current;
+
+        // For files: the versions last tried, so a broken pair is reported once, not every
+        // second.
+        file_version certificate_version;
+        file_version key_version;
+
+        // For internal: set when the store says the bundle changed.
+        bool store_changed = false;
+        std::chrono::seconds retry_delay{0};
+    };
+
+    void run();
+    bool refresh(bool at_start);
+    bool refresh_entry(entry& e, system_clock::time_point now, bool at_start);
+    bool refresh_files(entry& e);
+    bool refresh_internal(entry& e, system_clock::time_point now);
+    std::optional<checked_certificate> read_stored(const std::string& host);
+    checked_certificate issue_internal(const std::string& host);
+    const pki::local_ca& internal_ca();
+    void sync_entries(const config::gatehouse_config& config);
+    void publish_table();
+    void record_success(entry& e, checked_certificate loaded);
+    void record_failure(entry& e, const std::string& error, system_clock::time_point now);
+    void on_store_change(const store::change_event& event);
+
+    store::store& store;
+    publish_function publish;
+
+    mutable std::mutex mutex;
+    std::condition_variable wake;
+    bool stopping = false;
+    std::shared_ptr<const config::gatehouse_config> config;
+    bool config_changed = false;
+
+    // The configuration the manager's thread works from, copied from `config` under the mutex.
+    std::shared_ptr<const config::gatehouse_config> active;
+    std::set<std::string> changed_hosts;
+    bool resync_all = false;
+
+    // Owned by the manager's thread (and by start, before the thread exists).
+    std::map<std::string, entry> entries;
+    std::optional<pki::local_ca> ca;
+    std::string ca_pem;
+    std::vector<ticket_key> ticket_keys;
+    std::chrono::steady_clock::time_point last_rotation;
+    std::unique_ptr<store::watch_handle> watch;
+    std::thread thread;
+
+    // Copies for status(), under `mutex`.
+    std::vector<certificate_status> status_copy;
+};
+
+void certificate_manager::impl::sync_entries(const config::gatehouse_config& next)
+{
+    std::set<std::string> wanted;
+    for (const auto& route : next.routes) {
+        if (route.tls.source == config::tls_source::off) {
+            continue;
+        }
+        wanted.insert(route.host);
+        auto [found, added] = entries.try_emplace(route.host);
+        entry& e = found->second;
+        const bool source_changed =
+            !added && (e.tls.source != route.tls.source ||
+                       e.tls.certificate_file != route.tls.certificate_file ||
+                       e.tls.key_file != route.tls.key_file);
+        if (added || source_changed) {
+            e = entry{};
+            e.status.host = route.host;
+            e.status.source =
+                route.tls.source == config::tls_source::internal ? "internal" : "files";
+            e.tls = route.tls;
+        }
+    }
+    std::erase_if(entries, [&](const auto& item) { return !wanted.contains(item.first); });
+}
+
+const pki::local_ca& certificate_manager::impl::internal_ca()
+{
+    if (!ca) {
+        auto pem = load_or_create_internal_ca(store);
+        auto loaded = pki::local_ca::from_material({pem.certificate_pem, pem.private_key_pem});
+        if (!loaded) {
+            throw std::runtime_error("the stored internal CA: " + loaded.error().message);
+        }
+        ca.emplace(std::move(*loaded));
+        std::lock_guard lock(mutex);
+        ca_pem = pem.certificate_pem;
+    }
+    return *ca;
+}
+
+std::optional<checked_certificate> certificate_manager::impl::read_stored(const std::string& host)
+{
+    auto text = value_or_throw(store.get(store::keys::certificate(host)),
+                               "reading the certificate from the store");
+    if (!text) {
+        return std::nullopt;
+    }
+    auto bundle = value_or_throw(store::parse_bundle(*text), "the stored certificate");
+    return check_pair(host, bundle.certificate_chain_pem, bundle.private_key_pem);
+}
+
+checked_certificate certificate_manager::impl::issue_internal(const std::string& host)
+{
+    const auto& authority = internal_ca();
+    const auto lifetime = active->tls.internal_certificate_lifetime;
+
+    // A fresh key for every certificate: a key never outlives the certificate it was made for.
+    auto key = pki::generate_private_key(pki::key_type::ecdsa_p256);
+    if (!key) {
+        throw std::runtime_error("generating a key: " + key.error().message);
+    }
+    auto issued = authority.issue({host}, lifetime, key->get());
+    if (!issued) {
+        throw std::runtime_error("issuing: " + issued.error().message);
+    }
+    auto key_pem = pki::private_key_to_pem(key->get());
+    if (!key_pem) {
+        throw std::runtime_error("encoding the key: " + key_pem.error().message);
+    }
+    auto checked = check_pair(host, issued->certificate_pem, *key_pem);
+
+    store::certificate_bundle bundle;
+    bundle.names = checked.info.dns_names;
+    bundle.certificate_chain_pem = checked.material.chain_pem;
+    bundle.private_key_pem = checked.material.private_key_pem;
+    bundle.issuer = "internal";
+    bundle.serial = checked.info.serial_hex;
+    bundle.not_before = checked.info.not_before;
+    bundle.not_after = checked.info.not_after;
+    bundle.obtained_at = system_clock::now();
+    check_or_throw(store.put(store::keys::certificate(host), store::serialize_bundle(bundle)),
+                   "writing the certificate to the store");
+    return checked;
+}
+
+bool certificate_manager::impl::refresh_files(entry& e)
+{
+    const auto certificate_version = version_of(e.tls.certificate_file);
+    const auto key_version = version_of(e.tls.key_file);
+    if (e.current && certificate_version == e.certificate_version && key_version == e.key_version) {
+        return false;
+    }
+    if (!e.current && e.status.next_attempt && system_clock::now() < *e.status.next_attempt &&
+        certificate_version == e.certificate_version && key_version == e.key_version) {
+        return false;
+    }
+    e.certificate_version = certificate_version;
+    e.key_version = key_version;
+    record_success(e, check_pair(e.status.host, read_whole_file(e.tls.certificate_file),
+                                 read_whole_file(e.tls.key_file)));
+    return true;
+}
+
+bool certificate_manager::impl::refresh_internal(entry& e, system_clock::time_point now)
+{
+    const bool due = !e.current || !e.status.renew_at || now >= *e.status.renew_at;
+    if (!due && !e.store_changed) {
+        return false;
+    }
+    if (e.status.next_attempt && now < *e.status.next_attempt && !e.store_changed) {
+        return false;
+    }
+    e.store_changed = false;
+    const std::string& host = e.status.host;
+
+    // Another instance, or an operator, may have put a good certificate in the store already.
+    auto stored = read_stored(host);
+    if (stored && !pki::needs_renewal(stored->info, now)) {
+        if (e.current && e.current->info.serial_hex == stored->info.serial_hex) {
+            return false;
+        }
+        record_success(e, std::move(*stored));
+        return true;
+    }
+    if (!due) {
+        return false;
+    }
+
+    // Only one instance issues; the others pick its certificate up through the store.
+    const auto lease = acquire_lock(store, store::keys::lock_for_certificate(host));
+    if (!lease) {
+        throw std::runtime_error("another instance is issuing this certificate");
+    }
+    const scoped_lease held(store, *lease);
+
+    // Checked again under the lock: the holder before us may just have finished.
+    stored = read_stored(host);
+    if (stored && !pki::needs_renewal(stored->info, now)) {
+        record_success(e, std::move(*stored));
+        return true;
+    }
+    const bool renewal = e.current.has_value();
+    record_success(e, issue_internal(host));
+    log::write(*logger(), spdlog::level::info,
+               renewal ? "certificate renewed" : "certificate obtained",
+               {{"host", host},
+                {"issuer", "internal"},
+                {"serial", e.status.serial},
+                {"not_after", time_text(e.status.not_after)}});
+    return true;
+}
+
+void certificate_manager::impl::record_success(entry& e, checked_certificate loaded)
+{
+    e.status.names = loaded.info.dns_names;
+    e.status.issuer = loaded.info.issuer;
+    e.status.serial = loaded.info.serial_hex;
+    e.status.not_before = loaded.info.not_before;
+    e.status.not_after = loaded.info.not_after;
+    e.status.last_error.clear();
+    e.status.next_attempt.reset();
+    e.retry_delay = std::chrono::seconds(0);
+    if (e.tls.source == config::tls_source::internal) {
+        // A little jitter, so instances and hosts issued together do not renew in lockstep.
+        const auto lifetime = loaded.info.not_after - loaded.info.not_before;
+        static thread_local std::mt19937_64 random{std::random_device{}()};
+        const auto spread = std::chrono::duration_cast<std::chrono::seconds>(lifetime / 20).count();
+        const auto jitter =
+            std::chrono::seconds(spread > 0 ? static_cast<long>(random() % spread) : 0);
+        e.status.renew_at = pki::renewal_due(loaded.info) - jitter;
+    } else {
+        e.status.renew_at.reset();
+    }
+    e.current = std::move(loaded);
+    process_metrics().certificate_updates.fetch_add(1, std::memory_order_relaxed);
+}
+
+void certificate_manager::impl::record_failure(entry& e, const std::string& error,
+                                               system_clock::time_point now)
+{
+    e.retry_delay = grown_delay(e.retry_delay);
+    e.status.last_error = error;
+    e.status.next_attempt = now + e.retry_delay;
+    process_metrics().certificate_failures.fetch_add(1, std::memory_order_relaxed);
+    log::write(*logger(), spdlog::level::err,
+               e.current ? "certificate update failed, keeping the current one"
+                         : "certificate unavailable",
+               {{"host", e.status.host},
+                {"source", e.status.source},
+                {"retry_in", static_cast<std::int64_t>(e.retry_delay.count())},
+                {"error", error}});
+}
+
+bool certificate_manager::impl::refresh_entry(entry& e, system_clock::time_point now, bool at_start)
+{
+    try {
+        return e.tls.source == config::tls_source::files ? refresh_files(e)
+                                                         : refresh_internal(e, now);
+    } catch (const std::exception& failure) {
+        if (at_start) {
+            throw std::runtime_error("certificate for " + e.status.host + ": " + failure.what());
+        }
+        record_failure(e, failure.what(), now);
+        return false;
+    }
+}
+
+bool certificate_manager::impl::refresh(bool at_start)
+{
+    std::set<std::string> hosts;
+    bool everything = false;
+    {
+        std::lock_guard lock(mutex);
+        if (config_changed) {
+            active = config;
+            sync_entries(*active);
+            config_changed = false;
+            everything = true;
+        }
+        hosts.swap(changed_hosts);
+        everything = everything || std::exchange(resync_all, false);
+    }
+    for (auto& [host, e] : entries) {
+        if (everything || hosts.contains(host)) {
+            e.store_changed = true;
+        }
+    }
+
+    bool changed = everything;
+    const auto now = system_clock::now();
+    for (auto& [host, e] : entries) {
+        changed = refresh_entry(e, now, at_start) || changed;
+    }
+    if (std::chrono::steady_clock::now() - last_rotation >= ticket_rotation_interval) {
+        ticket_keys.insert(ticket_keys.begin(), make_ticket_key());
+        ticket_keys.resize(std::min(ticket_keys.size(), ticket_keys_kept));
+        last_rotation = std::chrono::steady_clock::now();
+        changed = true;
+    }
+
+    std::vector<certificate_status> statuses;
+    for (const auto& [host, e] : entries) {
+        statuses.push_back(e.status);
+    }
+    std::lock_guard lock(mutex);
+    status_copy = std::move(statuses);
+    return changed;
+}
+
+void certificate_manager::impl::publish_table()
+{
+    tls_policy policy;
+    policy.min_version = active->tls.min_version;
+    policy.session_tickets = active->tls.session_tickets;
+    policy.unknown_sni = active->tls.unknown_sni;
+    policy.default_host = active->tls.default_certificate;
+
+    std::vector<certificate_material> materials;
+    for (const auto& [host, e] : entries) {
+        if (e.current) {
+            materials.push_back(e.current->material);
+        }
+    }
+    publish(std::make_shared<const tls_table>(policy, materials, ticket_keys));
+}
+
+void certificate_manager::impl::on_store_change(const store::change_event& event)
+{
+    std::lock_guard lock(mutex);
+    if (event.kind == store::change_kind::resync) {
+        resync_all = true;
+    } else {
+        const std::string prefix = store::keys::certificates_prefix();
+        if (event.key.starts_with(prefix)) {
+            changed_hosts.insert(event.key.substr(prefix.size()));
+        }
+    }
+    wake.notify_one();
+}
+
+void certificate_manager::impl::run()
+{
+    std::unique_lock lock(mutex);
+    while (!stopping) {
+        wake.wait_for(lock, check_interval);
+        if (stopping) {
+            break;
+        }
+        lock.unlock();
+        try {
+            if (refresh(false)) {
+                publish_table();
+            }
+        } catch (const std::exception& failure) {
+            log::write(*logger(), spdlog::level::err, "certificate check failed",
+                       {{"error", failure.what()}});
+        }
+        lock.lock();
+    }
+}
+
+certificate_manager::certificate_manager(store::store& store, publish_function publish)
+    : impl_(std::make_unique<impl>(store, std::move(publish)))
+{}
+
+certificate_manager::~certificate_manager()
+{
+    {
+        std::lock_guard lock(impl_->mutex);
+        impl_->stopping = true;
+        impl_->wake.notify_all();
+    }
+    if (impl_->thread.joinable()) {
+        impl_->thread.join();
+    }
+    impl_->watch.reset();
+}
+
+void certificate_manager::start(std::shared_ptr<const config::gatehouse_config> config)
+{
+    auto& self = *impl_;
+    {
+        std::lock_guard lock(self.mutex);
+        self.config = std::move(config);
+        self.config_changed = true;
+    }
+
+    // The watch starts before the first read, so nothing written in between is missed.
+    auto watch = self.store.watch(
+        store::keys::certificates_prefix(),
+        [&self](const store::change_event& event) { self.on_store_change(event); });
+    if (!watch) {
+        throw std::runtime_error("watching the store: " + watch.error().message());
+    }
+    self.watch = std::move(*watch);
+
+    self.ticket_keys = {make_ticket_key()};
+    self.last_rotation = std::chrono::steady_clock::now();
+    self.refresh(true);
+    self.publish_table();
+    self.thread = std::thread([&self] { self.run(); });
+}
+
+void certificate_manager::apply(std::shared_ptr<const config::gatehouse_config> config)
+{
+    std::lock_guard lock(impl_->mutex);
+    impl_->config = std::move(config);
+    impl_->config_changed = true;
+    impl_->wake.notify_one();
+}
+
+std::vector<certificate_status> certificate_manager::status() const
+{
+    std::lock_guard lock(impl_->mutex);
+    return impl_->status_copy;
+}
+
+std::string certificate_manager::internal_ca_pem() const
+{
+    std::lock_guard lock(impl_->mutex);
+    return impl_->ca_pem;
+}
+
+} // namespace gatehouse::proxy
