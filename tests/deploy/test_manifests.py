@@ -378,6 +378,13 @@ def test_service_exposes_http_on_port_80():
     container_port("http")
 
 
+def test_service_exposes_https_on_port_443():
+    ports = only_object("Service")["spec"]["ports"]
+    https = [p for p in ports if p["port"] == 443]
+    assert len(https) == 1 and https[0]["targetPort"] == "https"
+    assert container_port("https") == 8443
+
+
 def test_service_does_not_expose_the_admin_port():
     admin_number = container_port("admin")
     for port in only_object("Service")["spec"]["ports"]:

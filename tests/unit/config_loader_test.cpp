@@ -85,7 +85,8 @@ void check_full_example(const gatehouse_config& config)
 {
     CHECK(config.http_listener.host.empty());
     CHECK(config.http_listener.port == 8080);
-    CHECK_FALSE(config.https_listener.has_value());
+    REQUIRE(config.https_listener.has_value());
+    CHECK(config.https_listener->port == 8443);
     REQUIRE(config.admin_listener.has_value());
     CHECK(config.admin_listener->host == "127.0.0.1");
     CHECK(config.admin_listener->port == 9901);
@@ -115,9 +116,22 @@ void check_full_example(const gatehouse_config& config)
     CHECK(config.log.level == "info");
     CHECK(config.log.access);
 
+    CHECK(config.tls.unknown_sni == unknown_sni_action::serve_default);
+    CHECK(config.tls.default_certificate == "app.example.com");
+    CHECK(config.tls.min_version == 2);
+    CHECK(config.tls.session_tickets);
+    CHECK(config.tls.internal_certificate_lifetime == std::chrono::hours(24 * 7));
+    CHECK(config.store.file_directory == "/var/lib/gatehouse");
+
     REQUIRE(config.routes.size() == 2);
     const route& app = config.routes[0];
     CHECK(app.host == "app.example.com");
+    CHECK(app.tls.source == tls_source::internal);
+    CHECK(app.redirect_http);
+    CHECK(app.hsts.enabled);
+    CHECK(app.hsts.max_age == std::chrono::hours(24 * 180));
+    CHECK(app.hsts.include_subdomains);
+    CHECK_FALSE(app.hsts.preload);
     REQUIRE(app.paths.size() == 2);
     CHECK(app.paths[0].prefix == "/");
     CHECK_FALSE(app.paths[0].strip_prefix);
@@ -131,6 +145,7 @@ void check_full_example(const gatehouse_config& config)
 
     const route& wildcard = config.routes[1];
     CHECK(wildcard.host == "*.example.com");
+    CHECK(wildcard.tls.source == tls_source::off);
     REQUIRE(wildcard.paths.size() == 1);
     REQUIRE(wildcard.paths[0].upstreams.size() == 1);
     CHECK(wildcard.paths[0].upstreams[0].host == "fd00::20");
@@ -182,10 +197,14 @@ TEST_CASE("examples/gatehouse.yaml proxies localhost to the admin listener", "[c
 
     CHECK(config.http_listener.host == "127.0.0.1");
     CHECK(config.http_listener.port == 8080);
+    REQUIRE(config.https_listener.has_value());
+    CHECK(config.https_listener->port == 8443);
+    CHECK(config.store.file_directory == (repository_root / "build" / "example-store").string());
     REQUIRE(config.admin_listener.has_value());
     CHECK(config.admin_listener->text == "127.0.0.1:9901");
     REQUIRE(config.routes.size() == 1);
     CHECK(config.routes[0].host == "localhost");
+    CHECK(config.routes[0].tls.source == tls_source::internal);
     REQUIRE(config.routes[0].paths.size() == 1);
     CHECK(config.routes[0].paths[0].prefix == "/");
     REQUIRE(config.routes[0].paths[0].upstreams.size() == 1);
