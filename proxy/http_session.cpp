@@ -4,6 +4,7 @@
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/route_table.hpp"
+#include "proxy/tls_table.hpp"
 #include "proxy/tunnel.hpp"
 #include "proxy/upstream_pool.hpp"
 #include "proxy/worker.hpp"
@@ -297,6 +298,7 @@ asio::awaitable<bool> http_session::handshake(const proxy_settings& settings)
     }
     // The table's callbacks have run; certificates that change from now on do not touch this
     // connection, which keeps the certificate it was handed.
+    tls_table::detach(client_.tls().native_handle());
     certificates_.reset();
     co_return true;
 }

@@ -265,6 +265,11 @@ void tls_table::attach(SSL* ssl) const
     SSL_set_ex_data(ssl, table_index(), const_cast<tls_table*>(this));
 }
 
+void tls_table::detach(SSL* ssl)
+{
+    SSL_set_ex_data(ssl, table_index(), nullptr);
+}
+
 SSL_CTX* tls_table::select(std::string_view server_name) const
 {
     if (server_name.empty()) {

@@ -77,6 +77,10 @@ public:
     // alive until the handshake has finished.
     void attach(SSL* ssl) const;
 
+    // Unties `ssl` from any table once its handshake is over, so that a table released later
+    // is never reached from a callback; the callbacks then treat the connection as tableless.
+    static void detach(SSL* ssl);
+
     // The context whose certificate answers `server_name`: exact host, then a one-label
     // wildcard, then the default when the policy has one. Null means "refuse the handshake".
     // An empty name (no SNI) goes straight to the default.
