@@ -40,9 +40,12 @@ constexpr std::size_t ticket_keys_kept = 3;
 constexpr std::chrono::seconds first_retry_delay{5};
 constexpr std::chrono::seconds max_retry_delay{std::chrono::minutes(10)};
 
-// How long an instance may hold a certificate's lock while issuing; a crashed holder's lock is
-// free again after this.
-constexpr std::chrono::seconds issue_lock_ttl{60};
+// How long an instance may hold a certificate's lock while issuing from the internal CA, which
+// takes milliseconds; a crashed holder's lock is free again after this, and acquire_lock waits
+// a little longer than this, so a restart after a crash mid-issue gets the lock.
+constexpr std::chrono::seconds issue_lock_ttl{10};
+constexpr std::chrono::milliseconds lock_wait{12'000};
+constexpr std::chrono::milliseconds lock_poll_interval{200};
 
 constexpr std::chrono::days internal_ca_validity{3650};
 constexpr std::string_view internal_ca_name = "gatehouse local CA";
@@ -96,6 +99,8 @@ struct file_version {
     ino_t inode = 0;
     off_t size = 0;
     std::int64_t modified_ns = 0;
+    // Changed by chmod and chown too, which can make an unreadable key readable.
+    std::int64_t changed_ns = 0;
     bool exists = false;
 
     friend bool operator==(const file_version&, const file_version&) = default;
@@ -107,8 +112,14 @@ file_version version_of(const std::string& path)
     if (::stat(path.c_str(), &info) != 0) {
         return {};
     }
-    return {info.st_dev, info.st_ino, info.st_size,
-            static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec,
+    const auto nanoseconds = [](const timespec& time) {
+        return static_cast<std::int64_t>(time.tv_sec) * 1'000'000'000 + time.tv_nsec;
+    };
+    return {info.st_dev,
+            info.st_ino,
+            info.st_size,
+            nanoseconds(info.st_mtim),
+            nanoseconds(info.st_ctim),
             true};
 }
 
@@ -141,19 +152,18 @@ checked_certificate check_pair(const std::string& host, std::string chain_pem, s
     return {{{host}, std::move(chain_pem), std::move(key_pem)}, std::move(*info)};
 }
 
-// Takes `name`, waiting a few seconds for another instance to finish with it. Returns nothing
+// Takes `name`, waiting up to lock_wait for another instance to finish with it. Returns nothing
 // when it stays taken; throws when the store cannot be asked.
 std::optional<store::lock_lease> acquire_lock(store::store& store, const std::string& name)
 {
-    constexpr int attempts = 25;
-    for (int attempt = 0; attempt < attempts; ++attempt) {
+    const auto give_up_at = std::chrono::steady_clock::now() + lock_wait;
+    for (;;) {
         auto lease = value_or_throw(store.try_lock(name, issue_lock_ttl), "locking " + name);
-        if (lease) {
+        if (lease || std::chrono::steady_clock::now() >= give_up_at) {
             return lease;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        std::this_thread::sleep_for(lock_poll_interval);
     }
-    return std::nullopt;
 }
 
 // Releases a lock when the work under it ends, however it ends.
@@ -375,13 +385,14 @@ checked_certificate certificate_manager::impl::issue_internal(const std::string&
 
 bool certificate_manager::impl::refresh_files(entry& e)
 {
+    // Unchanged files are read again only when a failed attempt is due for a retry (a file
+    // that could not be read may have become readable).
     const auto certificate_version = version_of(e.tls.certificate_file);
     const auto key_version = version_of(e.tls.key_file);
-    if (e.current && certificate_version == e.certificate_version && key_version == e.key_version) {
-        return false;
-    }
-    if (!e.current && e.status.next_attempt && system_clock::now() < *e.status.next_attempt &&
-        certificate_version == e.certificate_version && key_version == e.key_version) {
+    const bool unchanged =
+        certificate_version == e.certificate_version && key_version == e.key_version;
+    const bool retry_due = e.status.next_attempt && system_clock::now() >= *e.status.next_attempt;
+    if (unchanged && (e.current || e.status.next_attempt) && !retry_due) {
         return false;
     }
     e.certificate_version = certificate_version;
