@@ -43,24 +43,33 @@ def backend(backend_factory):
 
 @pytest.fixture
 def start_gatehouse(tmp_path, request):
-    """start(routes, **overrides) runs gatehouse with the suite's base config plus overrides.
+    """start(routes, https=False, **overrides) runs gatehouse with the suite's base config plus
+    overrides.
 
-    Overrides merge into the base section by section, e.g. timeouts={"idle": "1s"}. The process
-    is ready (admin /readyz answered 200) when start returns. After the test it gets SIGTERM,
-    then SIGKILL if it has not exited within a bounded wait.
+    Overrides merge into the base section by section, e.g. timeouts={"idle": "1s"}. With
+    https=True the config also gets a TLS listener on a free port and, unless the overrides name
+    one, a file store in the process's own workdir (<workdir>/store). The process is ready
+    (admin /readyz answered 200) when start returns. After the test it gets SIGTERM, then
+    SIGKILL if it has not exited within a bounded wait.
     """
     binary = harness.require_gatehouse_binary()
     started = []
     request.node._gatehouses = started
 
-    def start(routes, **overrides):
+    def start(routes, https=False, **overrides):
         workdir = tmp_path / f"gatehouse{len(started)}"
         workdir.mkdir()
         http_port = harness.free_port()
         admin_port = harness.free_port()
         while admin_port == http_port:
             admin_port = harness.free_port()
-        config = harness.merge(harness.base_config(http_port, admin_port, routes), overrides)
+        config = harness.base_config(http_port, admin_port, routes)
+        if https:
+            https_port = harness.free_port()
+            while https_port in (http_port, admin_port):
+                https_port = harness.free_port()
+            config = harness.with_https(config, https_port, workdir / "store")
+        config = harness.merge(config, overrides)
         gatehouse = harness.Gatehouse(binary, workdir, config)
         started.append(gatehouse)
         return gatehouse.start()

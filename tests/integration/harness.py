@@ -24,8 +24,12 @@ STOP_TIMEOUT_S = 15.0
 
 
 def gatehouse_binary():
-    """The binary under test: $GATEHOUSE_BINARY, else <repo>/build/gatehouse."""
-    return Path(os.environ.get("GATEHOUSE_BINARY") or REPO_ROOT / "build" / "gatehouse")
+    """The binary under test: $GATEHOUSE_BINARY, else <repo>/build/gatehouse.
+
+    Made absolute here, because gatehouse runs with its workdir as cwd and a relative path
+    (GATEHOUSE_BINARY=build/gatehouse) would otherwise be looked up from there.
+    """
+    return Path(os.environ.get("GATEHOUSE_BINARY") or REPO_ROOT / "build" / "gatehouse").absolute()
 
 
 def require_gatehouse_binary():
@@ -107,6 +111,15 @@ def base_config(http_port, admin_port, routes):
     }
 
 
+def with_https(config, https_port, store_dir):
+    """`config` with a TLS listener on `https_port` and, unless it names one, a file store in
+    `store_dir`, so that no test ever touches the default /var/lib/gatehouse."""
+    result = merge(config, {"listen": {"https": f"127.0.0.1:{https_port}"}})
+    if "store" not in result:
+        result["store"] = {"file": str(store_dir)}
+    return result
+
+
 def merge(base, overrides):
     """`base` with `overrides` merged in; nested mappings merge key by key."""
     result = copy.deepcopy(base)
@@ -138,6 +151,12 @@ class Gatehouse:
     @property
     def admin_port(self):
         return int(self.config["listen"]["admin"].rsplit(":", 1)[1])
+
+    @property
+    def https_port(self):
+        """The TLS listener's port, or None when the config has no listen.https."""
+        address = self.config["listen"].get("https")
+        return int(address.rsplit(":", 1)[1]) if address else None
 
     @property
     def pid(self):

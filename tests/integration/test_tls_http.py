@@ -1,0 +1,102 @@
+"""Plain HTTP next to HTTPS: redirects to HTTPS, their exceptions, HSTS, X-Forwarded-Proto, and
+421 for a plain-only host asked for over TLS."""
+
+import pytest
+
+import harness
+import rawhttp
+import tlshelpers
+from harness import route
+
+HSTS_HOST = "app.example.test"
+BOTH_HOST = "both.example.test"  # TLS, but redirect_http: false
+PLAIN_HOST = "off.example.test"  # tls: off
+
+
+@pytest.fixture
+def mixed(start_gatehouse, backend):
+    routes = [
+        dict(route(HSTS_HOST, backend), hsts={"max_age": "30d", "include_subdomains": True}),
+        dict(route(BOTH_HOST, backend), redirect_http=False),
+        dict(route(PLAIN_HOST, backend), tls="off"),
+    ]
+    gatehouse = start_gatehouse(routes, https=True)
+    gatehouse.ca = tlshelpers.trust_pem(gatehouse)
+    return gatehouse
+
+
+def echoed_header(response, name):
+    """The values the backend saw for header `name`, from its /echo JSON."""
+    return [v for k, v in response.json()["headers"] if k.lower() == name.lower()]
+
+
+def https(gatehouse, server_name, target, host=None, method="GET", headers=(), body=None):
+    return tlshelpers.https_request(gatehouse.https_port, server_name, method, target,
+                                    gatehouse.ca, host=host, headers=headers, body=body)
+
+
+def test_plain_requests_for_a_tls_route_get_308_to_the_https_port(mixed, backend):
+    expected = f"https://{HSTS_HOST}:{mixed.https_port}/x?y=1"
+
+    got = rawhttp.get(mixed.http_port, "/x?y=1", host=HSTS_HOST)
+    assert got.status == 308
+    assert got.header("Location") == expected
+
+    # The Host header's own port is the plain one; the redirect names the HTTPS port instead.
+    with_port = rawhttp.get(mixed.http_port, "/x?y=1", host=f"{HSTS_HOST}:{mixed.http_port}")
+    assert with_port.status == 308 and with_port.header("Location") == expected
+
+    # 308, not 301/302, so the method and body survive the redirect (RFC 9110 section 15.4.9).
+    posted = rawhttp.request(mixed.http_port, "POST", "/x?y=1", host=HSTS_HOST, body=b"a=b")
+    assert posted.status == 308 and posted.header("Location") == expected
+
+    for response in (got, with_port, posted):
+        assert not response.has_header("Strict-Transport-Security")
+    harness.assert_never_forwarded(backend)
+
+
+def test_the_health_path_and_acme_challenges_are_not_redirected(mixed, backend):
+    health = rawhttp.get(mixed.http_port, "/healthz", host=HSTS_HOST)
+    assert health.status == 200 and health.body == b"ok\n"
+
+    challenge = rawhttp.get(mixed.http_port, "/.well-known/acme-challenge/tok", host=HSTS_HOST)
+    assert challenge.status == 200, f"the ACME challenge got {challenge.status}, not the backend"
+    assert challenge.json()["target"] == "/.well-known/acme-challenge/tok"
+    assert echoed_header(challenge, "X-Forwarded-Proto") == ["http"]
+
+    # A route with hsts still sends no HSTS over plain HTTP (RFC 6797 section 7.2).
+    for response in (health, challenge):
+        assert not response.has_header("Strict-Transport-Security")
+    assert [r.target for r in backend.requests] == ["/.well-known/acme-challenge/tok"]
+
+
+def test_redirect_http_false_serves_a_tls_route_over_plain_http_too(mixed):
+    plain = rawhttp.get(mixed.http_port, "/echo/plain", host=BOTH_HOST)
+    assert plain.status == 200, f"got {plain.status} {plain.header('Location')}"
+    assert echoed_header(plain, "X-Forwarded-Proto") == ["http"]
+
+    secure = https(mixed, BOTH_HOST, "/echo/secure")
+    assert secure.status == 200
+    assert echoed_header(secure, "X-Forwarded-Proto") == ["https"]
+    # This route has no hsts setting.
+    assert not secure.has_header("Strict-Transport-Security")
+
+
+def test_https_responses_carry_hsts_and_the_backend_sees_forwarded_proto_https(mixed):
+    # A client's own X-Forwarded-Proto is replaced, not passed on.
+    secure = https(mixed, HSTS_HOST, "/echo/hsts", headers=[("X-Forwarded-Proto", "http")])
+    assert secure.status == 200
+    assert secure.header_values("Strict-Transport-Security") == [
+        "max-age=2592000; includeSubDomains"]
+    assert echoed_header(secure, "X-Forwarded-Proto") == ["https"]
+
+
+def test_a_tls_off_host_requested_on_a_tls_connection_gets_421(mixed, backend):
+    misdirected = https(mixed, HSTS_HOST, "/echo/off", host=PLAIN_HOST)
+    assert misdirected.status == 421
+    assert not backend.requests_for("/echo/off")
+
+    # Over plain HTTP the same host is served and not redirected.
+    plain = rawhttp.get(mixed.http_port, "/echo/off", host=PLAIN_HOST)
+    assert plain.status == 200
+    assert not plain.has_header("Strict-Transport-Security")
