@@ -7,10 +7,12 @@ only ever starts wrk, and only inside `measure`, with a hard timeout.
 Subcommands:
   ports N                      print N free TCP ports on 127.0.0.1 (one per line)
   probe --port P --pid PID     wait until GET / through 127.0.0.1:P answers 200 "hello\\n"
+                               (--tls --cafile CERT: over TLS, trusting only CERT)
   quiet CORE...                warn if those cores are already busy (samples 1 s)
   tree PID                     print PID and all of its descendants
   rss PID                      print VmRSS and VmHWM of PID in KiB, and its CPU affinity
   measure ... -- WRK ARGV      run wrk once, sample CPU/RSS around it, append a JSON record
+  tlscheck --port P ...        negotiated TLS parameters and whether a session is resumed
   report ...                   medians per target, printed and written as Markdown
   meta --out F key=value ...   write the run's description as JSON for `report`
 """
@@ -23,6 +25,7 @@ import random
 import re
 import resource
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -30,6 +33,20 @@ import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 EXPECTED_BODY = b"hello\n"
+
+# The load cases, in the order they run within a round, with their titles in the report and the
+# targets each applies to. `direct` is wrk straight at the plain-HTTP backend, so it only exists
+# for the plain-HTTP case.
+CASES = {
+    "http": "HTTP keep-alive, 6-byte body",
+    "https": "HTTPS keep-alive, 6-byte body",
+    "handshake": "HTTPS, new connection per request (full handshake)",
+}
+TLS_CASES = ("https", "handshake")
+
+
+def case_targets(case, targets):
+    return [t for t in targets if t != "direct" or case not in TLS_CASES]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,6 +111,17 @@ def core_busy_ticks():
                 v = [int(x) for x in m.group(2).split()]
                 out[int(m.group(1))] = (v[0] + v[1] + v[2], v[7] if len(v) > 7 else 0)
     return out
+
+
+def tcp_passive_opens():
+    """Connections accepted by any listener on the machine so far (PassiveOpens, /proc/net/snmp).
+
+    Machine-wide, but during a run only the proxy under test accepts many (its backend
+    connections are kept alive), so the delta over requests says whether each request really
+    came on a new connection, for every proxy alike."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("PassiveOpens")])
 
 
 def status_fields(pid):
@@ -186,8 +214,23 @@ def cmd_ports(args):
     print("\n".join(map(str, ports)))
 
 
-def fetch_once(port, host, timeout):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def tls_client_context(cafile):
+    """A client context that trusts only the benchmark's own certificate.
+
+    A proxy that answers with any other certificate (gatehouse falling back to its internal CA,
+    say) fails the check instead of being measured with a key type nobody asked for. The host
+    name is not checked: wrk connects to 127.0.0.1 and does not check it either."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = False
+    return ctx
+
+
+def fetch_once(port, host, timeout, tls_context=None):
+    if tls_context is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                           context=tls_context)
     try:
         conn.request("GET", "/", headers={"Host": host})
         resp = conn.getresponse()
@@ -197,6 +240,9 @@ def fetch_once(port, host, timeout):
 
 
 def cmd_probe(args):
+    if args.tls and not args.cafile:
+        sys.exit("bench_helper probe: --tls needs --cafile")
+    tls_context = tls_client_context(args.cafile) if args.tls else None
     deadline = time.monotonic() + args.timeout
     last = "no attempt"
     while time.monotonic() < deadline:
@@ -205,14 +251,15 @@ def cmd_probe(args):
                   file=sys.stderr)
             sys.exit(1)
         try:
-            status, body = fetch_once(args.port, args.host, 1.0)
+            status, body = fetch_once(args.port, args.host, 1.0, tls_context)
             if status == 200 and body == EXPECTED_BODY:
                 return
             last = f"HTTP {status}, body {body[:80]!r}"
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
+            # ssl.SSLError (a wrong certificate, a failed handshake) is an OSError too.
             last = str(e)
         time.sleep(0.1)
-    print(f"127.0.0.1:{args.port} not serving 200 {EXPECTED_BODY!r} after {args.timeout}s "
+    print(f"{'https' if args.tls else 'http'}://127.0.0.1:{args.port}/ not serving 200 {EXPECTED_BODY!r} after {args.timeout}s "
           f"(last: {last})", file=sys.stderr)
     sys.exit(1)
 
@@ -241,6 +288,41 @@ def cmd_rss(args):
     print(kib(st.get("VmRSS")), kib(st.get("VmHWM")), st.get("Cpus_allowed_list", "?"))
 
 
+def scrape_counters(port):
+    """gatehouse's counters from its admin /metrics, {name: value}; {} if it does not answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return {}
+    finally:
+        conn.close()
+    out = {}
+    for m in re.finditer(r"^(gatehouse_[a-z_]+_total) ([0-9]+)$", text, re.M):
+        out[m.group(1)] = int(m.group(2))
+    return out
+
+
+# Counter deltas kept per run (as record keys without the gatehouse_ prefix and _total suffix).
+# They show what the load really did: a full handshake per request, no resumption, upstream
+# connections reused.
+GATEHOUSE_COUNTERS = ("connections_accepted", "tls_handshakes", "tls_handshake_failures",
+                      "tls_resumptions", "upstream_connects")
+
+
+def reset_peak_rss(pid):
+    """Restart VmHWM from the current RSS (Linux 4.0+, "5" > clear_refs), so that the peak
+    after a run belongs to that run and not to an earlier case served by the same process.
+    Returns False when the kernel or permissions do not allow it."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def cmd_measure(args):
     wrk = args.wrk
     if wrk and wrk[0] == "--":
@@ -250,9 +332,14 @@ def cmd_measure(args):
     pids = process_tree(args.pid) if args.pid else []
     backend_pids = process_tree(args.backend_pid) if args.backend_pid else []
 
+    # The admin scrape and the peak reset happen before the CPU sample starts (and the second
+    # scrape after it ends), so their cost is not charged to the requests.
+    counters_before = scrape_counters(args.metrics_port) if args.metrics_port else {}
+    peak_reset = reset_peak_rss(args.rss_pid) if args.rss_pid else False
     before, seen_before = cpu_ticks(pids)
     backend_before, _ = cpu_ticks(backend_pids)
     cores_before = core_busy_ticks()
+    opens_before = tcp_passive_opens()
     # wrk is this helper's only child, so the children's rusage delta is wrk's own CPU time.
     ru_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -265,9 +352,11 @@ def cmd_measure(args):
     after, seen_after = cpu_ticks(pids)
     backend_after, _ = cpu_ticks(backend_pids)
     cores_after = core_busy_ticks()
+    opens_after = tcp_passive_opens()
     ru_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_ticks = ((ru_after.ru_utime + ru_after.ru_stime)
                  - (ru_before.ru_utime + ru_before.ru_stime)) * CLK_TCK
+    counters_after = scrape_counters(args.metrics_port) if args.metrics_port else {}
 
     if args.raw:
         with open(args.raw, "w") as f:
@@ -276,7 +365,15 @@ def cmd_measure(args):
     if proc.returncode != 0:
         sys.exit(f"bench_helper: wrk exited {proc.returncode}: {proc.stderr.strip()[:500]}")
     rec = parse_wrk(proc.stdout)
-    rec.update(target=args.label, round=args.round, wall_seconds=round(wall, 3))
+    rec.update(case=args.case, target=args.label, round=args.round, wall_seconds=round(wall, 3))
+    # wrk's own share of its core: near 100% means wrk, not the proxy, set the pace.
+    rec["wrk_util_pct"] = 100.0 * wrk_ticks / (wall * CLK_TCK)
+    rec["tcp_accepts"] = opens_after - opens_before
+    rec["accepts_per_req"] = rec["tcp_accepts"] / rec["requests"] if rec["requests"] else None
+    for name in GATEHOUSE_COUNTERS:
+        key = f"gatehouse_{name}_total"
+        if key in counters_before and key in counters_after:
+            rec[name] = counters_after[key] - counters_before[key]
 
     if pids:
         tree_after = process_tree(args.pid)
@@ -310,14 +407,18 @@ def cmd_measure(args):
         rec["rss_kib"] = kib(st.get("VmRSS"))
         rec["peak_rss_kib"] = kib(st.get("VmHWM"))
         rec["cpus_allowed"] = st.get("Cpus_allowed_list")
+        rec["peak_rss_scope"] = "run" if peak_reset else "lifetime"
 
     with open(args.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
     if not args.quiet:
-        line = (f"  {args.label:<10} round {args.round}: {rec['rps']:>10.0f} req/s  "
+        line = (f"  {args.case:<9} {args.label:<10} round {args.round}: {rec['rps']:>8.0f} req/s  "
                 f"p50 {rec['p50_ms']:.3f} ms  p99 {rec['p99_ms']:.3f} ms")
         if rec.get("cpu_us_per_req") is not None:
             line += f"  cpu {rec['cpu_us_per_req']:.1f} us/req ({rec['cpu_util_pct']:.0f}% core)"
+        if "tls_handshakes" in rec and args.case in TLS_CASES:
+            line += (f"  tls: {rec['tls_handshakes']} handshakes, "
+                     f"{rec.get('tls_resumptions', '?')} resumed")
         errs = rec["non2xx"] + rec["socket_errors"]
         if errs:
             line += f"  ERRORS {errs}"
@@ -326,6 +427,112 @@ def cmd_measure(args):
             print("  warning: " + rec["warning"], flush=True)
         for w in disturbance(rec):
             print("  warning: " + w, flush=True)
+
+
+def tls_request(ctx, port, session=None, timeout=5.0):
+    """One HTTPS request on a new connection, offering `session` for resumption.
+
+    The response is read to the end because a TLS 1.3 server sends its session tickets after
+    the handshake: only then does the client hold a session it could resume. server_hostname
+    is the IP, as wrk's URL is; Python then sends no SNI at all (wrk sends the IP as SNI),
+    and gatehouse's `unknown_sni: default` covers both."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while len(data) < 65536:
+                try:
+                    chunk = s.recv(4096)
+                except ssl.SSLZeroReturnError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            return {"session": s.session, "reused": s.session_reused, "version": s.version(),
+                    "cipher": s.cipher()[0], "ok": data.startswith(b"HTTP/1.1 200")}
+
+
+def sclient_negotiated(port):
+    """What an OpenSSL 3 client with default settings (as wrk is) agrees on with this listener:
+    version, cipher, key exchange group and signature, from `openssl s_client -brief`."""
+    try:
+        proc = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"not run ({e})"
+    # -brief writes its summary to stderr.
+    fields = dict(re.findall(r"^([A-Za-z ]+): (.*)$", proc.stderr, re.M))
+    parts = [fields.get("Protocol version"), fields.get("Ciphersuite"),
+             (fields.get("Server Temp Key") or "").split(",")[0] or None,
+             fields.get("Signature type")]
+    if not any(parts):
+        return f"failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}"
+    return " ".join(p or "?" for p in parts)
+
+
+def sclient_reconnect(port):
+    """`openssl s_client -reconnect` over TLS 1.2: how many of its reconnects were resumed.
+
+    A second opinion from another TLS client. Only TLS 1.2: s_client -reconnect closes each
+    connection before a TLS 1.3 server's tickets arrive, so it would report "New" over 1.3
+    even against a server that does resume (checked against nginx with tickets on)."""
+    try:
+        proc = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                               "-tls1_2", "-reconnect"], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"not run ({e})"
+    reused = len(re.findall(r"^Reused,", proc.stdout, re.M))
+    new = len(re.findall(r"^New,", proc.stdout, re.M))
+    if reused + new == 0:
+        return f"failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}"
+    # The first line is the initial connection, which can only be new.
+    return f"{reused} of {reused + new - 1} reconnects resumed"
+
+
+def cmd_tlscheck(args):
+    """What a client gets from this TLS listener, and whether a second connection resumes.
+
+    For TLS 1.2 and 1.3 separately: connect, request, keep the session (and any ticket),
+    connect again offering it. `resumed` must be false for the handshake case to measure
+    full handshakes."""
+    rec = {"target": args.label, "port": args.port}
+    ctx = tls_client_context(args.cafile)
+    try:
+        first = tls_request(ctx, args.port)
+    except OSError as e:
+        sys.exit(f"bench_helper tlscheck: {args.label}: HTTPS request failed: {e}")
+    rec["negotiated"] = sclient_negotiated(args.port)
+    ok = first["ok"]
+    for name, version in (("tls1.2", ssl.TLSVersion.TLSv1_2), ("tls1.3", ssl.TLSVersion.TLSv1_3)):
+        ctx = tls_client_context(args.cafile)
+        ctx.minimum_version = ctx.maximum_version = version
+        try:
+            first = tls_request(ctx, args.port)
+            second = tls_request(ctx, args.port, session=first["session"])
+        except OSError as e:
+            rec[name] = {"error": str(e)}
+            continue
+        ok = ok and first["ok"] and second["ok"]
+        rec[name] = {"cipher": first["cipher"], "resumed": bool(second["reused"]),
+                     "ticket_sent": bool(first["session"] and first["session"].has_ticket)}
+    rec["ok"] = ok
+    rec["sclient_tls12_reconnect"] = sclient_reconnect(args.port)
+    rec["resumption_seen"] = (any(rec[v].get("resumed") for v in ("tls1.2", "tls1.3"))
+                              or not rec["sclient_tls12_reconnect"].startswith("0 of"))
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    parts = []
+    for v in ("tls1.2", "tls1.3"):
+        r = rec[v]
+        parts.append(f"{v} {r['error']}" if "error" in r else
+                     f"{v} {r['cipher']} resumed={'YES' if r['resumed'] else 'no'} "
+                     f"ticket={'yes' if r['ticket_sent'] else 'no'}")
+    print(f"  {args.label:<10} {rec['negotiated']}; " + "; ".join(parts)
+          + f"; s_client: {rec['sclient_tls12_reconnect']}", flush=True)
+    if not ok:
+        sys.exit(f"bench_helper tlscheck: {args.label} did not answer 200 over TLS")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,6 +588,10 @@ def build_rows(order, runs, idle):
                                                    ".1f"))
     add("proxy core busy, %", lambda t, rs: fmt(median(r.get("cpu_util_pct") for r in rs),
                                                 ".0f"))
+    add("wrk busy, % of its core", lambda t, rs: fmt(median(r.get("wrk_util_pct") for r in rs),
+                                                     ".0f"))
+    add("TCP accepts per request (machine-wide)", lambda t, rs: fmt(
+        median(r.get("accepts_per_req") for r in rs), ".3f"))
     add("errors (non-2xx + socket, all runs)", lambda t, rs: (
         str(sum(r["non2xx"] + r["socket_errors"] for r in rs)) if rs else "-"))
 
@@ -415,6 +626,75 @@ def render_md(headers, rows, left=1):
     return "\n".join(out)
 
 
+# Per case: one line under its title, and the ratios to nginx worth showing (label, record key,
+# which way is better). With a handshake per request wrk is the bottleneck, so CPU per request
+# comes first there and latency is left out (wrk starts its clock after the handshake).
+CASE_NOTES = {
+    "http": "Plain HTTP/1.1 keep-alive, `Host: localhost`.",
+    "https": "TLS from wrk to the proxy, keep-alive: each of the connections does one full "
+             "handshake at the start, then only requests.",
+    "handshake": "TLS with `Connection: close`: every request is a new TCP connection and a "
+                 "full handshake (resumption off on every proxy, see the TLS check below). wrk "
+                 "on its one core is the bottleneck here, so compare proxy CPU per request, not "
+                 "req/s. wrk's latency clock starts after the handshake, so p50/p99 leave it "
+                 "out.",
+}
+CASE_RATIOS = {
+    "http": (("req/s", "rps", "higher"), ("p99 latency", "p99_ms", "lower"),
+             ("proxy CPU per request", "cpu_us_per_req", "lower")),
+    "handshake": (("proxy CPU per request", "cpu_us_per_req", "lower"),
+                  ("req/s", "rps", "higher")),
+}
+CASE_RATIOS["https"] = CASE_RATIOS["http"]
+
+
+def case_summary(case, order, runs, idle):
+    """The summary table and ratio table of one case, as (headers, rows) pairs."""
+    rows, by = build_rows(order, runs, idle)
+    table = (["metric"] + order, [[label] + [vals[t] for t in order] for label, vals in rows])
+    others = [t for t in order if t not in ("nginx", "direct")]
+    ratios = None
+    if "nginx" in order and others:
+        def med(t, key):
+            return median(r.get(key) for r in by[t])
+
+        ratios = (["ratio to nginx"] + [f"{t} / nginx" for t in others] + ["better when"],
+                  [[label] + [fmt_ratio(med(t, key), med("nginx", key)) for t in others]
+                   + [f"{better} is better"] for label, key, better in CASE_RATIOS[case]])
+    return table, ratios
+
+
+def gatehouse_tls_notes(runs):
+    """What gatehouse's own counters say about its TLS runs: handshakes per request, resumptions
+    (must be 0), failed handshakes, and new upstream connections."""
+    notes, warnings = [], []
+    for case in TLS_CASES:
+        rs = [r for r in runs if r["case"] == case and r["target"] == "gatehouse"
+              and "tls_handshakes" in r]
+        if not rs:
+            continue
+        total = {k: sum(r.get(k, 0) for r in rs) for k in
+                 ("requests", "tls_handshakes", "tls_resumptions", "tls_handshake_failures",
+                  "upstream_connects")}
+        notes.append(
+            f"{case}: gatehouse counted {total['tls_handshakes']:,} handshakes for "
+            f"{total['requests']:,} requests, {total['tls_resumptions']} resumed, "
+            f"{total['tls_handshake_failures']} failed, {total['upstream_connects']} new "
+            f"upstream connections (admin /metrics, summed over {len(rs)} run(s)).")
+        if total["tls_resumptions"]:
+            warnings.append(f"{case}: gatehouse resumed {total['tls_resumptions']} TLS sessions; "
+                            f"these are not all full handshakes")
+        for r in rs:
+            # Expected failures: wrk's own connect-and-close check of the address before it
+            # starts, and the connections wrk leaves mid-handshake when it stops.
+            allowed = r.get("connections", 0) + 1
+            if r.get("tls_handshake_failures", 0) > allowed:
+                warnings.append(f"{case} gatehouse round {r['round']}: "
+                                f"{r['tls_handshake_failures']} failed TLS handshakes (more than "
+                                f"the {allowed} expected from wrk starting and stopping)")
+    return notes, warnings
+
+
 def cmd_report(args):
     with open(args.meta) as f:
         meta = json.load(f)
@@ -422,52 +702,95 @@ def cmd_report(args):
     if os.path.exists(args.runs):
         with open(args.runs) as f:
             runs = [json.loads(line) for line in f if line.strip()]
-    order = meta["targets"]
+    for r in runs:
+        r.setdefault("case", "http")  # records from before there were cases
+        r.setdefault("connections", meta.get("connections", 0))
+    tls_checks = []
+    if args.tls_checks and os.path.exists(args.tls_checks):
+        with open(args.tls_checks) as f:
+            tls_checks = [json.loads(line) for line in f if line.strip()]
+    cases = [c for c in meta.get("cases", ["http"]) if c in CASES]
     idle = {t: v for t, v in meta.get("idle_rss_kib", {}).items()}
-    rows, by = build_rows(order, runs, idle)
-    headers = ["metric"] + order
-    table = [[label] + [vals[t] for t in order] for label, vals in rows]
 
-    # Ratios to nginx, for every proxy other than nginx itself.
-    others = [t for t in order if t not in ("nginx", "direct")]
-    ratio_headers, ratio_rows = [], []
-    if "nginx" in order and others:
-        ratio_headers = ["ratio to nginx"] + [f"{t} / nginx" for t in others] + ["better when"]
-        def med(t, key):
-            return median(r.get(key) for r in by[t])
-
-        for label, key, better in (("req/s", "rps", "higher"),
-                                   ("p99 latency", "p99_ms", "lower"),
-                                   ("proxy CPU per request", "cpu_us_per_req", "lower")):
-            ratio_rows.append([label] + [fmt_ratio(med(t, key), med("nginx", key))
-                                         for t in others] + [f"{better} is better"])
+    sections = []
+    for case in cases:
+        order = case_targets(case, meta["targets"])
+        case_runs = [r for r in runs if r["case"] == case]
+        sections.append((case, order) + case_summary(case, order, case_runs, idle))
 
     notes = []
-    if "nginx" in order:
+    if "nginx" in meta["targets"]:
         notes.append("nginx RSS is its single worker process; its CPU is master + worker.")
-    if "direct" in order:
+    if "direct" in meta["targets"] and "http" in cases:
         notes.append("direct: wrk straight at the backend, no proxy (the ceiling of this setup).")
-    warnings = [f"{r['target']} round {r['round']}: {r['warning']}" for r in runs
-                if "warning" in r]
+    if any(r.get("peak_rss_scope") == "run" for r in runs):
+        notes.append("peak RSS is the high-water mark during each run (VmHWM restarted before "
+                     "it), so each case shows its own peak; the table gives the largest.")
+    tls_notes, warnings = gatehouse_tls_notes(runs)
+    warnings = [f"{r['case']} {r['target']} round {r['round']}: {r['warning']}" for r in runs
+                if "warning" in r] + warnings
+    for r in runs:
+        # Connections accepted during the run against what the case intends: keep-alive cases
+        # open each of wrk's connections once (plus wrk's own address check); the handshake case
+        # must open one per request, or it is not measuring handshakes. The count is
+        # machine-wide, so other programs can only add to it: too few is always a finding,
+        # too many only on a machine that was otherwise quiet.
+        accepts = r.get("tcp_accepts")
+        if accepts is None:
+            continue
+        where = f"{r['case']} {r['target']} round {r['round']}"
+        if r["case"] == "handshake" and r["requests"] and accepts < 0.95 * r["requests"]:
+            warnings.append(f"{where}: only {accepts} connections accepted for {r['requests']} "
+                            f"requests: connections were reused, not one handshake per request")
+        elif (r["case"] != "handshake" and accepts > 2 * r["connections"] + 10
+              and not disturbance(r)):
+            warnings.append(f"{where}: {accepts} connections accepted during a keep-alive run "
+                            f"with {r['connections']} connections: something closes them")
+    for c in tls_checks:
+        if c.get("resumption_seen"):
+            warnings.append(f"TLS check: {c['target']} RESUMED a session: its handshake figures "
+                            f"are not full handshakes")
     noisy = [r for r in runs if disturbance(r)]
     if noisy:
         warnings.append(f"{len(noisy)} of {len(runs)} runs had other processes (or steal) "
                         f"taking over {OTHER_LOAD_LIMIT_PCT:.0f}% of a core: they are not "
                         f"comparable; rerun when nothing else is running (per-run figures in "
                         f"latest.md)")
-    err_runs = [f"{r['target']} round {r['round']}: {r['non2xx']} non-2xx, "
+    err_runs = [f"{r['case']} {r['target']} round {r['round']}: {r['non2xx']} non-2xx, "
                 f"{r['socket_errors']} socket errors" for r in runs
                 if r["non2xx"] or r["socket_errors"]]
     pinning = sorted({f"{r['target']}={r.get('cpus_allowed')}" for r in runs
                       if r.get("cpus_allowed") is not None})
 
+    def tls_check_rows():
+        rows = []
+        for c in tls_checks:
+            cells = [c["target"], c["negotiated"]]
+            for v in ("tls1.2", "tls1.3"):
+                r = c.get(v, {})
+                cells.append(r["error"] if "error" in r else
+                             f"{'YES' if r['resumed'] else 'no'} (ticket "
+                             f"{'sent' if r['ticket_sent'] else 'not sent'})")
+            cells.append(c["sclient_tls12_reconnect"])
+            rows.append(cells)
+        return rows
+
+    tls_headers = ["target", "negotiated by openssl s_client (as wrk)", "TLS 1.2 resumed",
+                   "TLS 1.3 resumed", "openssl s_client -reconnect, TLS 1.2"]
+
     # Plain text for the terminal.
-    print()
-    print(render_text(headers, table))
-    if ratio_rows:
+    for case, order, (headers, table), ratios in sections:
         print()
-        print(render_text(ratio_headers, ratio_rows))
-    for n in notes:
+        print(f"== {CASES[case]} ==")
+        print(render_text(headers, table))
+        if ratios:
+            print()
+            print(render_text(*ratios))
+    if tls_checks:
+        print()
+        print("== TLS check: a second connection offering the first one's session ==")
+        print(render_text(tls_headers, tls_check_rows()))
+    for n in notes + tls_notes:
         print("note: " + n)
     for w in warnings + err_runs:
         print("WARNING: " + w)
@@ -480,25 +803,47 @@ def cmd_report(args):
     md.append(f"Medians of {meta['repeats']} interleaved run(s) of {meta['duration']} s each, "
               f"`wrk -t1 -c{meta['connections']} --latency`, one worker per proxy pinned to "
               f"core 0, wrk and the backend nginx pinned to core 1, loopback only, "
-              f"{len(EXPECTED_BODY)}-byte response body, HTTP/1.1 keep-alive on both sides.")
+              f"{len(EXPECTED_BODY)}-byte response body, HTTP/1.1 keep-alive from each proxy to "
+              f"the backend. Within a round the cases run one after another "
+              f"({', '.join(cases)}), each over its targets in turn.")
     md.append("")
-    md.append(render_md(headers, table))
-    md.append("")
-    if ratio_rows:
-        md.append(render_md(ratio_headers, ratio_rows))
+    for case, order, (headers, table), ratios in sections:
+        md.append(f"## {CASES[case]}")
         md.append("")
-    for n in notes:
+        md.append(CASE_NOTES[case])
+        md.append("")
+        md.append(render_md(headers, table))
+        md.append("")
+        if ratios:
+            md.append(render_md(*ratios))
+            md.append("")
+    md.append("## Notes")
+    md.append("")
+    for n in notes + tls_notes:
         md.append(f"- {n}")
     md.append("- Same-proxy run-to-run noise on this kind of machine is up to about 25% in "
               "req/s and 20% in CPU per request; prefer CPU per request.")
     for w in warnings + err_runs:
         md.append(f"- **warning**: {w}")
     md.append("")
+    if tls_checks:
+        md.append("## TLS check")
+        md.append("")
+        md.append("Before the runs, each TLS listener got a request on a new connection, then a "
+                  "second connection offering the first one's session (and ticket, if one was "
+                  "sent). \"resumed\" must be \"no\" everywhere for the handshake case to "
+                  "measure full handshakes. A TLS 1.3 ticket that was sent but did not resume "
+                  "is only extra work for that proxy. The same certificate (ECDSA P-256, "
+                  "self-signed, generated for this run) and the same cipher preferences are "
+                  "given to every proxy.")
+        md.append("")
+        md.append(render_md(tls_headers, tls_check_rows(), left=len(tls_headers)))
+        md.append("")
     md.append("## Environment")
     md.append("")
     for key in ("host", "kernel", "cpu", "cores", "loadavg_before", "backend_cpus_allowed",
-                "gatehouse",
-                "gatehouse_commit", "nginx", "haproxy", "wrk"):
+                "gatehouse", "gatehouse_commit", "nginx", "haproxy", "wrk", "openssl",
+                "tls_certificate"):
         if meta.get(key):
             md.append(f"- {key}: `{meta[key]}`")
     if pinning:
@@ -506,21 +851,28 @@ def cmd_report(args):
     md.append("")
     md.append("## Every run, in the order run")
     md.append("")
-    run_headers = ["#", "target", "round", "req/s", "p50 ms", "p99 ms", "CPU us/req",
-                   "core %", "non-2xx", "socket err", "peak RSS MiB",
-                   "other load c0/c1 %"]
+    run_headers = ["#", "case", "target", "round", "req/s", "p50 ms", "p99 ms", "CPU us/req",
+                   "core %", "wrk %", "conns/req", "non-2xx", "socket err", "peak RSS MiB",
+                   "other load c0/c1 %", "gatehouse TLS hs / resumed / failed, upstream conns"]
     run_rows = []
     for i, r in enumerate(runs, 1):
-        run_rows.append([str(i), r["target"], str(r["round"]), f"{r['rps']:,.0f}",
+        counters = "-"
+        if "tls_handshakes" in r:
+            counters = (f"{r['tls_handshakes']} / {r.get('tls_resumptions', '?')} / "
+                        f"{r.get('tls_handshake_failures', '?')}, "
+                        f"{r.get('upstream_connects', '?')}")
+        run_rows.append([str(i), r["case"], r["target"], str(r["round"]), f"{r['rps']:,.0f}",
                          f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}",
                          fmt(r.get("cpu_us_per_req"), ".1f"), fmt(r.get("cpu_util_pct"), ".0f"),
+                         fmt(r.get("wrk_util_pct"), ".0f"), fmt(r.get("accepts_per_req"), ".3f"),
                          str(r["non2xx"]), str(r["socket_errors"]),
                          fmt((r.get("peak_rss_kib") or 0) / 1024 if r.get("peak_rss_kib")
                              else None, ".1f"),
                          "/".join(fmt(r.get(f"other_load_core{c}_pct"), ".0f")
                                   for c in (meta.get("proxy_core", 0),
-                                            meta.get("load_core", 1)))])
-    md.append(render_md(run_headers, run_rows, left=2))
+                                            meta.get("load_core", 1))),
+                         counters])
+    md.append(render_md(run_headers, run_rows, left=3))
     md.append("")
     os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
     with open(args.md, "w") as f:
@@ -534,7 +886,7 @@ def cmd_meta(args):
         key, sep, value = item.partition("=")
         if not sep:
             sys.exit(f"bench_helper meta: expected key=value, got {item!r}")
-        if key == "targets":
+        if key in ("targets", "cases"):
             value = [t for t in value.split(",") if t]
         elif value.isdigit():
             value = int(value)
@@ -559,6 +911,8 @@ def main():
     s = sub.add_parser("probe")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--host", default="localhost")
+    s.add_argument("--tls", action="store_true", help="HTTPS, trusting only --cafile")
+    s.add_argument("--cafile")
     s.add_argument("--pid", type=int, default=0, help="give up at once if this process exits")
     s.add_argument("--timeout", type=float, default=10.0)
     s.set_defaults(fn=cmd_probe)
@@ -577,12 +931,15 @@ def main():
     s.set_defaults(fn=cmd_rss)
 
     s = sub.add_parser("measure")
+    s.add_argument("--case", default="http", choices=list(CASES))
     s.add_argument("--label", required=True)
     s.add_argument("--round", type=int, default=0)
     s.add_argument("--pid", type=int, default=0,
                    help="proxy's top process; CPU is summed over it and its descendants")
     s.add_argument("--rss-pid", type=int, default=0, help="process whose VmHWM is reported")
     s.add_argument("--backend-pid", type=int, default=0)
+    s.add_argument("--metrics-port", type=int, default=0,
+                   help="gatehouse admin port: record counter deltas from /metrics")
     s.add_argument("--timeout", type=float, required=True, help="hard limit for wrk, seconds")
     s.add_argument("--proxy-core", type=int, default=0)
     s.add_argument("--load-core", type=int, default=1)
@@ -592,10 +949,18 @@ def main():
     s.add_argument("wrk", nargs=argparse.REMAINDER)
     s.set_defaults(fn=cmd_measure)
 
+    s = sub.add_parser("tlscheck")
+    s.add_argument("--label", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--cafile", required=True)
+    s.add_argument("--out", required=True, help="JSON lines file to append the result to")
+    s.set_defaults(fn=cmd_tlscheck)
+
     s = sub.add_parser("report")
     s.add_argument("--runs", required=True)
     s.add_argument("--meta", required=True)
     s.add_argument("--md", required=True)
+    s.add_argument("--tls-checks", help="JSON lines written by tlscheck")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("meta", help="write key=value pairs (dots nest) as JSON")
