@@ -4,6 +4,7 @@
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/version.hpp"
+#include "store/rfc3339.hpp"
 
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -56,12 +57,7 @@ admin_answer answer_for(std::string_view path, const server_status& status)
 
 std::string utc_text(std::chrono::system_clock::time_point time)
 {
-    const std::time_t seconds = std::chrono::system_clock::to_time_t(time);
-    std::tm parts{};
-    gmtime_r(&seconds, &parts);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
-    return text;
+    return store::format_rfc3339(time);
 }
 
 nlohmann::json optional_time(const std::optional<std::chrono::system_clock::time_point>& time)

@@ -7,6 +7,7 @@
 #include "proxy/metrics.hpp"
 #include "store/certificate_bundle.hpp"
 #include "store/keys.hpp"
+#include "store/rfc3339.hpp"
 #include "store/store.hpp"
 
 #include <algorithm>
@@ -58,12 +59,7 @@ std::shared_ptr<spdlog::logger> logger()
 
 std::string time_text(system_clock::time_point time)
 {
-    const std::time_t seconds = system_clock::to_time_t(time);
-    std::tm parts{};
-    gmtime_r(&seconds, &parts);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
-    return text;
+    return store::format_rfc3339(time);
 }
 
 template <typename T>
