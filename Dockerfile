@@ -61,10 +61,9 @@ VOLUME ["/var/lib/gatehouse"]
 
 USER 10001:10001
 
-# 8080 is the plain-HTTP listener, 9901 the admin listener (readiness, status, metrics) that must
-# stay inside the cluster.
-# TODO: HTTPS on 8443 is not served yet; the change that adds TLS termination exposes it here.
-EXPOSE 8080 9901
+# 8080 is the plain-HTTP listener, 8443 the HTTPS one, 9901 the admin listener (readiness,
+# status, metrics) that must stay inside the cluster.
+EXPOSE 8080 8443 9901
 
 # gatehouse drains on SIGTERM: it fails readiness, stops accepting and lets in-flight requests
 # finish for up to timeouts.drain before it exits 0.

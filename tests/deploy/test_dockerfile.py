@@ -325,7 +325,7 @@ def test_default_command_runs_the_mounted_config(runtime):
 def test_ports_match_the_deployment(runtime):
     exposed = {int(p.split("/")[0]) for e in runtime.all("EXPOSE") for p in e.arguments.split()}
     declared = {p["containerPort"] for p in deployment_container()["ports"]}
-    assert exposed == {8080, 9901} == declared
+    assert exposed == {8080, 8443, 9901} == declared
 
 
 def test_stop_signal_is_sigterm(runtime):
