@@ -9,11 +9,15 @@
 #include "proxy/upstream_pool.hpp"
 #include "proxy/worker.hpp"
 
+#include <array>
+#include <cstdio>
 #include <optional>
+#include <span>
 
 #include <boost/asio/ssl/stream_base.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/container/small_vector.hpp>
 
 namespace gatehouse::proxy {
 
@@ -102,7 +106,7 @@ bool is_timeout(error_code ec)
 }
 
 // Bodies move through one buffer of this size per direction, whatever their length.
-constexpr std::size_t relay_chunk_bytes = 32 * 1024;
+constexpr std::size_t relay_chunk_bytes = relay_buffers::buffer_bytes;
 
 struct relay_outcome {
     error_code read_error;
@@ -110,30 +114,72 @@ struct relay_outcome {
     std::uint64_t body_bytes = 0;
 };
 
+// The head of `message` as it goes on the wire, in one contiguous string: written with the body
+// in a single system call, instead of as one small buffer per name, separator and value.
+template <bool is_request>
+std::string serialize_head(const http::message<is_request, http::buffer_body>& message)
+{
+    std::string head;
+    head.reserve(512);
+    if constexpr (is_request) {
+        head.append(message.method_string());
+        head += ' ';
+        head.append(message.target());
+        head += " HTTP/1.1\r\n";
+    } else {
+        head += "HTTP/1.1 ";
+        head += std::to_string(message.result_int());
+        head += ' ';
+        const auto reason = message.reason();
+        head.append(reason.empty() ? http::obsolete_reason(message.result()) : reason);
+        head += "\r\n";
+    }
+    for (const auto& field : message) {
+        head.append(field.name_string());
+        head += ": ";
+        head.append(field.value());
+        head += "\r\n";
+    }
+    head += "\r\n";
+    return head;
+}
+
+// The line that opens a chunk of `size` bytes (RFC 9112 section 7.1): hex size, CRLF.
+std::string_view chunk_size_line(std::size_t size, std::array<char, 24>& storage)
+{
+    const int length = std::snprintf(storage.data(), storage.size(), "%zx\r\n", size);
+    return {storage.data(), static_cast<std::size_t>(length)};
+}
+
 // Streams one message from `in` to `out`: `parser` has read the head from `in`, `message`
 // carries the head to send. The body passes through a fixed buffer, so memory stays flat for
-// any body size; framing (Content-Length or chunked) is re-encoded by the serializer.
+// any body size; it goes out chunked when `message` says Transfer-Encoding: chunked, and as
+// it came otherwise (Content-Length, or until the connection closes). The head and the first
+// piece of body leave in one write.
 template <bool is_request, typename InStream, typename OutStream>
 asio::awaitable<relay_outcome>
 relay_message(InStream& in, beast::flat_buffer& in_buffer,
               http::parser<is_request, http::buffer_body>& parser, OutStream& out,
-              http::message<is_request, http::buffer_body>& message,
+              http::message<is_request, http::buffer_body>& message, relay_buffers& buffers,
               std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
 {
-    http::serializer<is_request, http::buffer_body> serializer(message);
-    std::unique_ptr<char[]> chunk;
+    static constexpr std::string_view crlf = "\r\n";
+    static constexpr std::string_view last_chunk = "0\r\n\r\n";
+    static constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
+
+    const std::string head = serialize_head(message);
+    const bool chunked = message.chunked();
+    bool head_sent = false;
+    std::optional<relay_buffers::lease> chunk;
     relay_outcome outcome;
 
     for (;;) {
-        if (parser.is_done()) {
-            message.body().data = nullptr;
-            message.body().size = 0;
-            message.body().more = false;
-        } else {
+        std::size_t filled = 0;
+        if (!parser.is_done()) {
             if (!chunk) {
-                chunk = std::make_unique<char[]>(relay_chunk_bytes);
+                chunk.emplace(buffers);
             }
-            parser.get().body().data = chunk.get();
+            parser.get().body().data = chunk->data();
             parser.get().body().size = relay_chunk_bytes;
             in.expires_after(read_timeout);
             auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, use_nothrow);
@@ -141,23 +187,44 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer,
                 outcome.read_error = ec;
                 co_return outcome;
             }
-            std::size_t filled = relay_chunk_bytes - parser.get().body().size;
+            filled = relay_chunk_bytes - parser.get().body().size;
             outcome.body_bytes += filled;
-            if (filled == 0 && !parser.is_done()) {
+            if (filled == 0 && !parser.is_done() && head_sent) {
                 continue;
             }
-            message.body().data = filled > 0 ? chunk.get() : nullptr;
-            message.body().size = filled;
-            message.body().more = !parser.is_done();
+        }
+        const bool done = parser.is_done();
+
+        // At most: head, chunk size line, data, and the chunk's CRLF with the last chunk.
+        std::array<asio::const_buffer, 4> pieces;
+        std::size_t count = 0;
+        std::array<char, 24> size_line;
+        if (!head_sent) {
+            pieces[count++] = asio::buffer(head);
+        }
+        if (filled > 0) {
+            if (chunked) {
+                pieces[count++] = asio::buffer(chunk_size_line(filled, size_line));
+            }
+            pieces[count++] = asio::buffer(chunk->data(), filled);
+        }
+        if (chunked) {
+            if (filled > 0) {
+                pieces[count++] = asio::buffer(done ? crlf_last_chunk : crlf);
+            } else if (done) {
+                pieces[count++] = asio::buffer(last_chunk);
+            }
         }
 
         out.expires_after(write_timeout);
-        auto [ec, n] = co_await http::async_write(out, serializer, use_nothrow);
-        if (ec && ec != http::error::need_buffer) {
+        auto [ec, n] = co_await asio::async_write(
+            out, std::span<const asio::const_buffer>(pieces.data(), count), use_nothrow);
+        if (ec) {
             outcome.write_error = ec;
             co_return outcome;
         }
-        if (serializer.is_done()) {
+        head_sent = true;
+        if (done) {
             co_return outcome;
         }
     }
@@ -223,7 +290,8 @@ struct http_session::exchange {
 };
 
 http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id)
-    : worker_(owner), client_(std::move(socket)), scanner_(16 * 1024, 8 * 1024), id_(id),
+    : worker_(owner), exchange_(std::make_unique<std::optional<exchange>>()),
+      client_(std::move(socket)), scanner_(16 * 1024, 8 * 1024), id_(id),
       accepted_at_(std::chrono::steady_clock::now())
 {
     error_code ec;
@@ -235,7 +303,8 @@ http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id)
 http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id,
                            std::shared_ptr<const tls_table> certificates,
                            std::shared_ptr<asio::ssl::context> context)
-    : worker_(owner), certificates_(std::move(certificates)), tls_context_(std::move(context)),
+    : worker_(owner), exchange_(std::make_unique<std::optional<exchange>>()),
+      certificates_(std::move(certificates)), tls_context_(std::move(context)),
       client_(std::move(socket), *tls_context_), scanner_(16 * 1024, 8 * 1024), id_(id),
       accepted_at_(std::chrono::steady_clock::now())
 {
@@ -270,7 +339,10 @@ asio::awaitable<void> http_session::run()
     // on one connection applies to the second.
     for (;;) {
         auto settings = worker_.settings();
-        if (!co_await serve_one(*settings)) {
+        const bool keep_going = co_await serve_one(*settings);
+        // The exchange refers to `settings`, which the next request may replace.
+        exchange_->reset();
+        if (!keep_going) {
             break;
         }
         ++requests_served_;
@@ -346,13 +418,15 @@ asio::awaitable<http_session::head_outcome> http_session::read_head(const proxy_
                 unsigned status = scanned.status == head_status::uri_too_long       ? 414
                                   : scanned.status == head_status::header_too_large ? 431
                                                                                     : 400;
-                exchange refused(settings);
-                refused.status = status;
                 log::write(*log::get("proxy"), spdlog::level::debug, "request refused",
                            {{"conn", id_},
                             {"client", peer_address_},
                             {"status", status},
                             {"error", scanned.reason}});
+                // The exchange lives in the session, not in this frame: a frame holding one
+                // would be too large for Asio's frame cache and cost a malloc per request.
+                exchange& refused = exchange_->emplace(settings);
+                refused.status = status;
                 co_await send_simple(refused, status, std::string(scanned.reason) + "\n", false);
                 co_return head_outcome::refused;
             }
@@ -385,7 +459,7 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
         co_return false;
     }
 
-    exchange ex(settings);
+    exchange& ex = exchange_->emplace(settings);
     auto bytes = buffer_.data();
     ex.head_text.assign(static_cast<const char*>(bytes.data()), length);
 
@@ -573,8 +647,9 @@ asio::awaitable<bool> http_session::forward(exchange& ex, const route_match& mat
 
     // Pick an upstream; a connect failure moves on to the next one, since nothing was sent.
     const path_target& target = *match.target;
-    std::vector<upstream_pool*> pools;
-    std::vector<const upstream_health_state*> states;
+    // On the frame, not the heap, for the few upstreams a path has.
+    boost::container::small_vector<upstream_pool*, 8> pools;
+    boost::container::small_vector<const upstream_health_state*, 8> states;
     for (const auto& upstream : target.upstreams) {
         pools.push_back(&worker_.pool_for(upstream));
         states.push_back(&pools.back()->health());
@@ -622,8 +697,8 @@ http_session::exchange_with_upstream(exchange& ex, upstream_pool& pool,
 
     for (int attempt = 0;; ++attempt) {
         auto sent = co_await relay_message<true>(client_, buffer_, *ex.parser, connection->stream,
-                                                 ex.upstream_request, timeouts.idle,
-                                                 timeouts.upstream_response);
+                                                 ex.upstream_request, worker_.buffers(),
+                                                 timeouts.idle, timeouts.upstream_response);
         ex.bytes_in += sent.body_bytes;
         process_metrics().request_bytes.fetch_add(sent.body_bytes, std::memory_order_relaxed);
         if (sent.read_error == http::error::body_limit) {
@@ -707,7 +782,7 @@ asio::awaitable<bool> http_session::relay_response(exchange& ex, upstream_pool& 
 
     ex.status = status;
     auto relayed = co_await relay_message<false>(
-        connection->stream, connection->buffer, parser, client_, response,
+        connection->stream, connection->buffer, parser, client_, response, worker_.buffers(),
         ex.config.timeouts.upstream_response, ex.config.timeouts.idle);
     ex.bytes_out = relayed.body_bytes;
     process_metrics().response_bytes.fetch_add(relayed.body_bytes, std::memory_order_relaxed);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace gatehouse::proxy {
@@ -68,6 +69,11 @@ private:
     void log_access(const exchange& ex);
 
     worker& worker_;
+
+    // The current request's state. Kept here, allocated once per connection, rather than in
+    // serve_one's coroutine frame, which it would make too large for Asio's frame cache.
+    std::unique_ptr<std::optional<exchange>> exchange_;
+
     std::shared_ptr<const tls_table> certificates_;
     std::shared_ptr<asio::ssl::context> tls_context_;
     client_stream client_;

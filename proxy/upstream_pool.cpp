@@ -9,12 +9,22 @@ namespace gatehouse::proxy {
 
 namespace {
 
+// Connections that went idle less than this long ago are reused without asking the kernel
+// whether the upstream closed them: under load that question is a system call per request, and
+// upstreams close idle connections after seconds, not milliseconds. A connection closed in that
+// window anyway fails its request, which is retried on a new connection when nothing of a body
+// was sent (see http_session::exchange_with_upstream).
+constexpr std::chrono::milliseconds recently_idle{1000};
+
 // An idle upstream connection should have nothing to read. EOF means the upstream closed it;
 // unexpected bytes mean it is out of step with us. Either way it must not carry a request.
-bool looks_reusable(upstream_connection& connection)
+bool looks_reusable(upstream_connection& connection, health_clock::time_point now)
 {
     if (connection.buffer.size() != 0) {
         return false;
+    }
+    if (now - connection.idle_since < recently_idle) {
+        return true;
     }
     char byte;
     auto fd = connection.stream.socket().native_handle();
@@ -33,7 +43,7 @@ std::unique_ptr<upstream_connection> upstream_pool::take_idle(health_clock::time
     while (!idle_.empty()) {
         auto connection = std::move(idle_.back());
         idle_.pop_back();
-        if (now - connection->idle_since < idle_timeout && looks_reusable(*connection)) {
+        if (now - connection->idle_since < idle_timeout && looks_reusable(*connection, now)) {
             connection->reused = true;
             return connection;
         }

@@ -6,6 +6,7 @@
 
 #include "proxy/net.hpp"
 #include "proxy/proxy_settings.hpp"
+#include "proxy/relay_buffers.hpp"
 #include "proxy/tls_table.hpp"
 #include "proxy/upstream_pool.hpp"
 
@@ -78,6 +79,7 @@ public:
     void remove_session(http_session* session);
     shared_server_state& shared() noexcept { return shared_; }
     asio::io_context& context() noexcept { return context_; }
+    relay_buffers& buffers() noexcept { return buffers_; }
 
 private:
     asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);
@@ -95,6 +97,7 @@ private:
     std::atomic<std::int64_t> open_sessions_{0};
     std::shared_ptr<const proxy_settings> settings_;
     bool draining_ = false;
+    relay_buffers buffers_;
 
     // The current certificates and the Asio context wrapping their base OpenSSL context.
     std::shared_ptr<const tls_table> certificates_;
