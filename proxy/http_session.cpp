@@ -9,6 +9,7 @@
 #include "proxy/upstream_pool.hpp"
 #include "proxy/worker.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <optional>
@@ -47,10 +48,21 @@ bool is_bodiless_status(unsigned status)
     return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-// Copies the end-to-end fields of a message: everything but hop-by-hop fields and the fields
-// its Connection header names (RFC 9110 section 7.6.1).
-void copy_end_to_end_fields(const http::fields& from, http::fields& to)
+void append_field(std::string& head, std::string_view name, std::string_view value)
 {
+    head.append(name);
+    head += ": ";
+    head.append(value);
+    head += "\r\n";
+}
+
+// Appends the end-to-end fields of a message to an outgoing head: everything but hop-by-hop
+// fields, the fields its Connection header names (RFC 9110 section 7.6.1), and the fields in
+// `replaced`, which the caller writes itself.
+void append_end_to_end_fields(const http::fields& from, std::string& head,
+                              std::initializer_list<std::string_view> replaced)
+{
+    // Stays empty, and allocates nothing, unless the message has a Connection header.
     std::vector<std::string_view> named;
     auto [first, last] = from.equal_range(http::field::connection);
     for (auto connection = first; connection != last; ++connection) {
@@ -59,10 +71,15 @@ void copy_end_to_end_fields(const http::fields& from, http::fields& to)
         }
     }
     for (const auto& f : from) {
-        if (is_hop_by_hop(f.name_string()) || has_token(named, f.name_string())) {
+        const bool is_replaced =
+            std::any_of(replaced.begin(), replaced.end(), [&f](std::string_view name) {
+                return !name.empty() && beast::iequals(name, f.name_string());
+            });
+        if (is_replaced || is_hop_by_hop(f.name_string()) ||
+            (!named.empty() && has_token(named, f.name_string()))) {
             continue;
         }
-        to.insert(f.name(), f.name_string(), f.value());
+        append_field(head, f.name_string(), f.value());
     }
 }
 
@@ -114,36 +131,6 @@ struct relay_outcome {
     std::uint64_t body_bytes = 0;
 };
 
-// The head of `message` as it goes on the wire, in one contiguous string: written with the body
-// in a single system call, instead of as one small buffer per name, separator and value.
-template <bool is_request>
-std::string serialize_head(const http::message<is_request, http::buffer_body>& message)
-{
-    std::string head;
-    head.reserve(512);
-    if constexpr (is_request) {
-        head.append(message.method_string());
-        head += ' ';
-        head.append(message.target());
-        head += " HTTP/1.1\r\n";
-    } else {
-        head += "HTTP/1.1 ";
-        head += std::to_string(message.result_int());
-        head += ' ';
-        const auto reason = message.reason();
-        head.append(reason.empty() ? http::obsolete_reason(message.result()) : reason);
-        head += "\r\n";
-    }
-    for (const auto& field : message) {
-        head.append(field.name_string());
-        head += ": ";
-        head.append(field.value());
-        head += "\r\n";
-    }
-    head += "\r\n";
-    return head;
-}
-
 // The line that opens a chunk of `size` bytes (RFC 9112 section 7.1): hex size, CRLF.
 std::string_view chunk_size_line(std::size_t size, std::array<char, 24>& storage)
 {
@@ -151,24 +138,22 @@ std::string_view chunk_size_line(std::size_t size, std::array<char, 24>& storage
     return {storage.data(), static_cast<std::size_t>(length)};
 }
 
-// Streams one message from `in` to `out`: `parser` has read the head from `in`, `message`
-// carries the head to send. The body passes through a fixed buffer, so memory stays flat for
-// any body size; it goes out chunked when `message` says Transfer-Encoding: chunked, and as
-// it came otherwise (Content-Length, or until the connection closes). The head and the first
-// piece of body leave in one write.
+// Streams one message from `in` to `out`: `parser` has read the head from `in`, and `head` is
+// the head to send, complete with its blank line. The body passes through a fixed buffer, so
+// memory stays flat for any body size; it goes out `chunked` (RFC 9112 section 7.1), or as it
+// came (Content-Length, or until the connection closes). The head and the first piece of body
+// leave in one write: one contiguous head, not one buffer per name, separator and value.
 template <bool is_request, typename InStream, typename OutStream>
 asio::awaitable<relay_outcome>
 relay_message(InStream& in, beast::flat_buffer& in_buffer,
               http::parser<is_request, http::buffer_body>& parser, OutStream& out,
-              http::message<is_request, http::buffer_body>& message, relay_buffers& buffers,
+              const std::string& head, bool chunked, relay_buffers& buffers,
               std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
 {
     static constexpr std::string_view crlf = "\r\n";
     static constexpr std::string_view last_chunk = "0\r\n\r\n";
     static constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
 
-    const std::string head = serialize_head(message);
-    const bool chunked = message.chunked();
     bool head_sent = false;
     std::optional<relay_buffers::lease> chunk;
     relay_outcome outcome;
@@ -268,7 +253,8 @@ struct http_session::exchange {
     std::optional<http::request_parser<http::buffer_body>> parser;
 
     // What is sent upstream and what comes back.
-    http::request<http::buffer_body> upstream_request;
+    std::string upstream_head;
+    bool upstream_chunked = false;
     std::optional<http::response_parser<http::buffer_body>> response_parser;
     bool wants_upgrade = false;
 
@@ -609,15 +595,21 @@ asio::awaitable<bool> http_session::forward(exchange& ex, const route_match& mat
 {
     ex.hsts_header = match.target->hsts_header;
     auto& request = ex.parser->get();
-    auto& outgoing = ex.upstream_request;
 
     // The request as the upstream will see it: origin-form, HTTP/1.1, end-to-end fields only,
     // plus who the client was.
-    outgoing.method_string(request.method_string());
-    outgoing.target(match.upstream_target);
-    outgoing.version(11);
-    copy_end_to_end_fields(request, outgoing);
-    outgoing.erase(http::field::expect);
+    const bool absolute_form = ex.head.target.front() != '/';
+    std::string& head = ex.upstream_head;
+    head.clear();
+    head.reserve(512);
+    head.append(request.method_string());
+    head += ' ';
+    head += match.upstream_target;
+    head += " HTTP/1.1\r\n";
+    append_end_to_end_fields(
+        request, head,
+        {"Expect", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+         absolute_form ? std::string_view("Host") : std::string_view("Expect")});
 
     std::string client_ip = peer_address_.substr(0, peer_address_.rfind(':'));
     if (client_ip.size() > 2 && client_ip.front() == '[') {
@@ -628,22 +620,24 @@ asio::awaitable<bool> http_session::forward(exchange& ex, const route_match& mat
         incoming_chain = chain->value();
     }
     bool trusted = is_trusted_peer(client_ip, ex.config.trusted_proxies);
-    outgoing.set("X-Forwarded-For", forwarded_for(incoming_chain, client_ip, trusted));
-    outgoing.set("X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
-    outgoing.set("X-Forwarded-Host", std::string(ex.head.host.value_or(ex.host)));
-    if (ex.head.target.front() != '/') {
+    append_field(head, "X-Forwarded-For", forwarded_for(incoming_chain, client_ip, trusted));
+    append_field(head, "X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
+    append_field(head, "X-Forwarded-Host", ex.head.host.value_or(ex.host));
+    if (absolute_form) {
         // RFC 9112 section 3.2.2: an absolute-form target's authority replaces Host.
-        outgoing.set(http::field::host, ex.host);
+        append_field(head, "Host", ex.host);
     }
-    if (ex.parser->chunked()) {
-        outgoing.set(http::field::transfer_encoding, "chunked");
+    ex.upstream_chunked = ex.parser->chunked();
+    if (ex.upstream_chunked) {
+        append_field(head, "Transfer-Encoding", "chunked");
     }
     ex.wants_upgrade =
         connection_has(request, "upgrade") && request.find(http::field::upgrade) != request.end();
     if (ex.wants_upgrade) {
-        outgoing.set(http::field::upgrade, request[http::field::upgrade]);
-        outgoing.set(http::field::connection, "upgrade");
+        append_field(head, "Upgrade", request[http::field::upgrade]);
+        append_field(head, "Connection", "upgrade");
     }
+    head += "\r\n";
 
     // Pick an upstream; a connect failure moves on to the next one, since nothing was sent.
     const path_target& target = *match.target;
@@ -696,9 +690,9 @@ http_session::exchange_with_upstream(exchange& ex, upstream_pool& pool,
     }
 
     for (int attempt = 0;; ++attempt) {
-        auto sent = co_await relay_message<true>(client_, buffer_, *ex.parser, connection->stream,
-                                                 ex.upstream_request, worker_.buffers(),
-                                                 timeouts.idle, timeouts.upstream_response);
+        auto sent = co_await relay_message<true>(
+            client_, buffer_, *ex.parser, connection->stream, ex.upstream_head, ex.upstream_chunked,
+            worker_.buffers(), timeouts.idle, timeouts.upstream_response);
         ex.bytes_in += sent.body_bytes;
         process_metrics().request_bytes.fetch_add(sent.body_bytes, std::memory_order_relaxed);
         if (sent.read_error == http::error::body_limit) {
@@ -745,44 +739,53 @@ asio::awaitable<bool> http_session::relay_response(exchange& ex, upstream_pool& 
     const auto& upstream_response = parser.get();
     const unsigned status = upstream_response.result_int();
 
-    http::response<http::buffer_body> response;
-    response.result(status);
-    response.reason(upstream_response.reason());
-    response.version(11);
-    copy_end_to_end_fields(upstream_response, response);
-
     bool keep_client = ex.client_keep_alive && ex.request_consumed() && !close_after_response_ &&
                        !worker_.draining();
     const bool switching = status == 101 && ex.wants_upgrade;
     const bool bodiless = ex.head_request || is_bodiless_status(status);
+    const bool send_hsts = client_.is_tls() && !ex.hsts_header.empty();
 
+    std::string head;
+    head.reserve(512);
+    head += "HTTP/1.1 ";
+    head += std::to_string(status);
+    head += ' ';
+    const auto reason = upstream_response.reason();
+    head.append(reason.empty() ? http::obsolete_reason(upstream_response.result()) : reason);
+    head += "\r\n";
+    append_end_to_end_fields(
+        upstream_response, head,
+        {send_hsts ? std::string_view("Strict-Transport-Security") : std::string_view()});
+
+    bool chunked = false;
     if (switching) {
-        response.set(http::field::upgrade, upstream_response[http::field::upgrade]);
-        response.set(http::field::connection, "upgrade");
+        append_field(head, "Upgrade", upstream_response[http::field::upgrade]);
+        append_field(head, "Connection", "upgrade");
     } else if (!bodiless && !parser.content_length()) {
         // Chunked or close-delimited upstream bodies go out chunked to HTTP/1.1 clients;
         // HTTP/1.0 clients cannot read chunks, so their body ends with the connection.
         if (ex.head.version == 11) {
-            response.set(http::field::transfer_encoding, "chunked");
+            chunked = true;
+            append_field(head, "Transfer-Encoding", "chunked");
         } else {
             keep_client = false;
         }
     }
     if (!switching) {
         if (!keep_client) {
-            response.set(http::field::connection, "close");
+            append_field(head, "Connection", "close");
         } else if (ex.head.version == 10) {
-            response.set(http::field::connection, "keep-alive");
+            append_field(head, "Connection", "keep-alive");
         }
     }
-
-    if (client_.is_tls() && !ex.hsts_header.empty()) {
-        response.set(http::field::strict_transport_security, ex.hsts_header);
+    if (send_hsts) {
+        append_field(head, "Strict-Transport-Security", ex.hsts_header);
     }
+    head += "\r\n";
 
     ex.status = status;
     auto relayed = co_await relay_message<false>(
-        connection->stream, connection->buffer, parser, client_, response, worker_.buffers(),
+        connection->stream, connection->buffer, parser, client_, head, chunked, worker_.buffers(),
         ex.config.timeouts.upstream_response, ex.config.timeouts.idle);
     ex.bytes_out = relayed.body_bytes;
     process_metrics().response_bytes.fetch_add(relayed.body_bytes, std::memory_order_relaxed);
