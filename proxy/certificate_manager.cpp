@@ -34,6 +34,8 @@ constexpr std::chrono::milliseconds check_interval{1000};
 
 // Session ticket keys: a new one encrypts from each rotation on, and the previous ones still
 // decrypt, so a ticket stays usable for up to (kept - 1) intervals.
+// TODO: keys are random per process, so a client resumes only with the instance it first met;
+// keeping them in the store (encrypted) would let every instance behind one load balancer resume.
 constexpr std::chrono::hours ticket_rotation_interval{12};
 constexpr std::size_t ticket_keys_kept = 3;
 

@@ -515,6 +515,9 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
         !path_of(ex.head.target).starts_with(acme_challenge_prefix)) {
         co_return co_await redirect_to_https(ex);
     }
+    // TODO: a TLS connection whose SNI named one route may still send requests for another
+    // route with TLS (another certificate); nginx forwards those too, but a 421 when the
+    // connection's certificate does not cover the Host would stop domain fronting.
     if (client_.is_tls() && !match->target->has_tls) {
         // RFC 9110 section 15.5.20: this connection's certificate does not speak for the host.
         co_await send_simple(ex, 421, "this host is not served over HTTPS\n", false);
