@@ -90,7 +90,7 @@ int select_certificate(SSL* ssl, int* alert, void*)
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
-    if (SSL_set_SSL_CTX(ssl, chosen) == nullptr) {
+    if (SSL_get_SSL_CTX(ssl) != chosen && SSL_set_SSL_CTX(ssl, chosen) == nullptr) {
         *alert = SSL_AD_INTERNAL_ERROR;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
@@ -223,25 +223,27 @@ tls_table::tls_table(const tls_policy& policy,
                      std::vector<ticket_key> ticket_keys)
     : ticket_keys_(std::move(ticket_keys)), session_tickets_(policy.session_tickets)
 {
-    base_.reset(SSL_CTX_new(TLS_server_method()));
-    if (!base_) {
-        throw std::runtime_error(openssl_failure("SSL_CTX_new"));
-    }
-    apply_protocol_settings(base_.get(), policy);
-    SSL_CTX_set_tlsext_servername_callback(base_.get(), select_certificate);
-    if (policy.session_tickets && !ticket_keys_.empty()) {
-        SSL_CTX_set_tlsext_ticket_key_evp_cb(base_.get(), handle_ticket);
-    } else {
-        SSL_CTX_set_options(base_.get(), SSL_OP_NO_TICKET);
-        SSL_CTX_set_num_tickets(base_.get(), 0);
-    }
-
-    for (const auto& material : certificates) {
+    // Every context gets the callbacks and the ticket settings: a connection starts from one
+    // of them (see start_context_) and OpenSSL reads those from the one it started with.
+    const auto make_context = [&] {
         ctx_ptr context(SSL_CTX_new(TLS_server_method()));
         if (!context) {
             throw std::runtime_error(openssl_failure("SSL_CTX_new"));
         }
         apply_protocol_settings(context.get(), policy);
+        SSL_CTX_set_tlsext_servername_callback(context.get(), select_certificate);
+        if (policy.session_tickets && !ticket_keys_.empty()) {
+            SSL_CTX_set_tlsext_ticket_key_evp_cb(context.get(), handle_ticket);
+        } else {
+            SSL_CTX_set_options(context.get(), SSL_OP_NO_TICKET);
+            SSL_CTX_set_num_tickets(context.get(), 0);
+        }
+        return context;
+    };
+
+    base_ = make_context();
+    for (const auto& material : certificates) {
+        ctx_ptr context = make_context();
         load_certificate(context.get(), material);
         for (const auto& host : material.hosts) {
             if (host.starts_with("*.")) {
@@ -256,6 +258,13 @@ tls_table::tls_table(const tls_policy& policy,
         }
         contexts_.push_back(std::move(context));
     }
+
+    // Connections start from the certificate most likely to answer them, so that the SNI
+    // callback, finding it already in place, skips SSL_set_SSL_CTX and its copy of the
+    // certificate data. With a single certificate that is every connection.
+    start_context_ = default_ != nullptr ? default_
+                     : contexts_.empty() ? base_.get()
+                                         : contexts_.front().get();
 }
 
 tls_table::~tls_table() = default;

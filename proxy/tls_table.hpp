@@ -69,9 +69,10 @@ public:
     tls_table(const tls_table&) = delete;
     tls_table& operator=(const tls_table&) = delete;
 
-    // The context a new connection's SSL object is made from. Its SNI callback switches the
-    // connection to the chosen certificate's context.
-    SSL_CTX* base_context() const noexcept { return base_.get(); }
+    // The context a new connection's SSL object is made from: the default certificate's, or
+    // the first certificate's. Its SNI callback switches the connection to the chosen
+    // certificate's context when that is another one.
+    SSL_CTX* base_context() const noexcept { return start_context_; }
 
     // Ties `ssl` to this table for the SNI and ticket callbacks. The caller keeps the table
     // alive until the handshake has finished.
@@ -96,8 +97,10 @@ private:
     };
     using ctx_ptr = std::unique_ptr<SSL_CTX, ctx_deleter>;
 
+    // A context with no certificate, for a table that has none.
     ctx_ptr base_;
     std::vector<ctx_ptr> contexts_;
+    SSL_CTX* start_context_ = nullptr;
     std::unordered_map<std::string, SSL_CTX*> exact_;
     // Keyed by the suffix after "*", e.g. ".example.com".
     std::unordered_map<std::string, SSL_CTX*> wildcard_;
