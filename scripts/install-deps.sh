@@ -8,7 +8,7 @@ build_packages=(
     libboost1.81-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev catch2
 )
 test_packages=(
-    python3 python3-pytest python3-yaml curl openssl procps util-linux yamllint
+    python3 python3-pytest python3-yaml curl ca-certificates openssl procps util-linux yamllint
     nginx wrk haproxy
 )
 
