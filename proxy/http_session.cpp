@@ -358,6 +358,10 @@ asio::awaitable<bool> http_session::handshake(const proxy_settings& settings)
     // connection, which keeps the certificate it was handed.
     tls_table::detach(client_.tls().native_handle());
     certificates_.reset();
+    if (const char* name =
+            SSL_get_servername(client_.tls().native_handle(), TLSEXT_NAMETYPE_host_name)) {
+        sni_host_ = normalize_host(name);
+    }
     co_return true;
 }
 
@@ -515,16 +519,31 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
         !path_of(ex.head.target).starts_with(acme_challenge_prefix)) {
         co_return co_await redirect_to_https(ex);
     }
-    // TODO: a TLS connection whose SNI named one route may still send requests for another
-    // route with TLS (another certificate); nginx forwards those too, but a 421 when the
-    // connection's certificate does not cover the Host would stop domain fronting.
     if (client_.is_tls() && !match->target->has_tls) {
         // RFC 9110 section 15.5.20: this connection's certificate does not speak for the host.
         co_await send_simple(ex, 421, "this host is not served over HTTPS\n", false);
         co_return false;
     }
+    if (client_.is_tls() && !sni_host_.empty() && !same_route_as_sni(settings, ex, *match)) {
+        // The handshake named one route and the request another, whose certificate this
+        // connection never showed: refuse, so one name's certificate cannot front for another.
+        co_await send_simple(ex, 421, "this connection's certificate is for another host\n", false);
+        co_return false;
+    }
 
     co_return co_await forward(ex, *match);
+}
+
+bool http_session::same_route_as_sni(const proxy_settings& settings, const exchange& ex,
+                                     const route_match& match) const
+{
+    if (normalize_host(ex.host) == sni_host_) {
+        return true;
+    }
+    const std::string* sni_route = settings.routes.host_pattern_for(sni_host_);
+    // A name no route serves was answered with the default certificate; requests on such a
+    // connection go wherever their Host says, as without SNI.
+    return sni_route == nullptr || *sni_route == match.target->host_pattern;
 }
 
 asio::awaitable<bool> http_session::redirect_to_https(exchange& ex)

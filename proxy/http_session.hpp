@@ -56,6 +56,8 @@ private:
     asio::awaitable<void> close_connection();
     asio::awaitable<bool> serve_one(const proxy_settings& settings);
     asio::awaitable<bool> redirect_to_https(exchange& ex);
+    bool same_route_as_sni(const proxy_settings& settings, const exchange& ex,
+                           const route_match& match) const;
     asio::awaitable<head_outcome> read_head(const proxy_settings& settings, std::size_t& length);
     asio::awaitable<bool> forward(exchange& ex, const route_match& match);
     asio::awaitable<bool> exchange_with_upstream(exchange& ex, upstream_pool& pool,
@@ -88,6 +90,9 @@ private:
     // close the connection without cutting a request short.
     bool idle_ = true;
     bool close_after_response_ = false;
+
+    // The server name the TLS client sent, normalized; empty for plain HTTP or no SNI.
+    std::string sni_host_;
 };
 
 // Starts a session on its worker's thread. The coroutine owns the session.

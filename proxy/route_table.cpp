@@ -99,6 +99,13 @@ route_table::route_table(const std::vector<config::route>& routes)
     }
 }
 
+const std::string* route_table::host_pattern_for(std::string_view host) const
+{
+    const host_entry* entry = find_host(host);
+    return entry != nullptr && !entry->paths.empty() ? &entry->paths.front()->host_pattern
+                                                     : nullptr;
+}
+
 const route_table::host_entry* route_table::find_host(std::string_view host) const
 {
     std::string name = normalize_host(host);

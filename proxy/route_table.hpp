@@ -58,6 +58,10 @@ public:
     // request target ("/path?query"). Returns nothing when no host or no prefix matches.
     std::optional<route_match> find(std::string_view host, std::string_view target) const;
 
+    // The route host ("app.example.com" or "*.example.com") that serves `host`, whatever the
+    // path; null when no route does. Points into the table.
+    const std::string* host_pattern_for(std::string_view host) const;
+
     std::size_t size() const noexcept { return hosts_.size(); }
 
 private:

@@ -100,3 +100,16 @@ def test_a_tls_off_host_requested_on_a_tls_connection_gets_421(mixed, backend):
     plain = rawhttp.get(mixed.http_port, "/echo/off", host=PLAIN_HOST)
     assert plain.status == 200
     assert not plain.has_header("Strict-Transport-Security")
+
+
+def test_a_host_whose_certificate_the_connection_never_showed_gets_421(mixed, backend):
+    # The handshake named app.example.test; a request there for both.example.test, which has a
+    # certificate of its own, is refused rather than fronted by app's certificate.
+    fronted = https(mixed, HSTS_HOST, "/echo/fronted", host=BOTH_HOST)
+    assert fronted.status == 421
+    assert not backend.requests_for("/echo/fronted")
+
+    # The same name as the handshake, with a port, in another case, is served.
+    same = https(mixed, HSTS_HOST, "/echo/same", host=f"APP.example.test:{mixed.https_port}")
+    assert same.status == 200
+    assert backend.requests_for("/echo/same")

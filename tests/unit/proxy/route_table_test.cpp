@@ -269,3 +269,15 @@ TEST_CASE("a route table reports one entry per configured host", "[proxy]")
     CHECK(table.size() == 3);
     CHECK(routed_to(table, "10.0.0.1:8080", "/") == "c");
 }
+
+TEST_CASE("the host pattern for a name is the route that serves it, whatever the path", "[proxy]")
+{
+    const route_table table({host_route("app.example.com", {path("/api/", "http://api")}),
+                             host_route("*.example.com", {path("/", "http://wild")})});
+    REQUIRE(table.host_pattern_for("app.example.com") != nullptr);
+    CHECK(*table.host_pattern_for("APP.example.com:8443") == "app.example.com");
+    REQUIRE(table.host_pattern_for("b.example.com") != nullptr);
+    CHECK(*table.host_pattern_for("b.example.com") == "*.example.com");
+    CHECK(table.host_pattern_for("a.b.example.com") == nullptr);
+    CHECK(table.host_pattern_for("other.test") == nullptr);
+}
