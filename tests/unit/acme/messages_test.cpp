@@ -25,7 +25,8 @@ TEST_CASE("an order is read with its identifiers, authorizations and URLs", "[ac
 {
     const auto order = require_ok(acme::parse_order(R"({
         "status": "valid", "expires": "2026-01-01T00:00:00Z",
-        "identifiers": [{"type": "dns", "value": "example.com"}, {"type": "ip", "value": "192.0.2.1"}],
+        "identifiers": [{"type": "dns", "value": "example.com"},
+                        {"type": "ip", "value": "192.0.2.1"}],
         "authorizations": ["https://ca.test/authZ/1", "https://ca.test/authZ/2"],
         "finalize": "https://ca.test/finalize/1", "certificate": "https://ca.test/certZ/1"})"));
     CHECK(order.status == acme::order_status::valid);
@@ -50,8 +51,9 @@ TEST_CASE("an order without status or finalize URL is refused", "[acme]")
 
 TEST_CASE("an invalid order carries its error as a problem", "[acme]")
 {
-    const auto order = require_ok(acme::parse_order(
-        R"({"status":"invalid","finalize":"f","error":{"type":"urn:ietf:params:acme:error:badCSR"}})"));
+    const auto order =
+        require_ok(acme::parse_order(R"({"status":"invalid","finalize":"f",)"
+                                     R"("error":{"type":"urn:ietf:params:acme:error:badCSR"}})"));
     REQUIRE(order.error.has_value());
     CHECK(order.error->kind == acme::problem_kind::bad_csr);
 }
@@ -62,9 +64,11 @@ TEST_CASE("an authorization is read with its challenges and wildcard flag", "[ac
         "status": "invalid", "identifier": {"type": "dns", "value": "example.com"},
         "wildcard": true,
         "challenges": [
-            {"type": "http-01", "url": "https://ca.test/chalZ/1", "token": "tok", "status": "invalid",
+            {"type": "http-01", "url": "https://ca.test/chalZ/1", "token": "tok",
+             "status": "invalid",
              "error": {"type": "urn:ietf:params:acme:error:unauthorized", "detail": "404"}},
-            {"type": "dns-01", "url": "https://ca.test/chalZ/2", "token": "tok2", "status": "pending"}
+            {"type": "dns-01", "url": "https://ca.test/chalZ/2", "token": "tok2",
+             "status": "pending"}
         ]})"));
     CHECK(authz.status == acme::authorization_status::invalid);
     CHECK(authz.identifier == acme::identifier{"dns", "example.com"});
@@ -90,7 +94,8 @@ TEST_CASE("alternate links are found among other links and across header fields"
     const std::vector<std::string> fields{
         R"(<https://ca.test/directory>;rel="index", <https://ca.test/cert/1/1>; rel="alternate")",
         R"(<https://ca.test/cert/1/2>;rel=alternate)",
-        R"(<https://ca.test/up>;title="a, b";rel="up", <https://ca.test/cert/1/3>;REL="up Alternate")",
+        R"(<https://ca.test/up>;title="a, b";rel="up", )"
+        R"(<https://ca.test/cert/1/3>;REL="up Alternate")",
         "garbage without brackets",
     };
     CHECK(acme::alternate_links(fields) == std::vector<std::string>{"https://ca.test/cert/1/1",

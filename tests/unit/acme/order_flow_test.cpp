@@ -236,8 +236,8 @@ TEST_CASE("a badNonce refusal re-sends the same request with the fresh nonce", "
     acme::order_flow flow(key.get(), request, &fixed_now);
     const auto first = expect_post(flow.start(), key.get(), "https://ca.test/order-plz", "stale");
 
-    const std::string bad_nonce =
-        R"({"type":"urn:ietf:params:acme:error:badNonce","detail":"JWS has an invalid anti-replay nonce"})";
+    const std::string bad_nonce = R"({"type":"urn:ietf:params:acme:error:badNonce",)"
+                                  R"("detail":"JWS has an invalid anti-replay nonce"})";
     auto next = flow.on_response(reply(400, bad_nonce, "fresh-1"));
     const auto second = expect_post(next, key.get(), "https://ca.test/order-plz", "fresh-1");
     CHECK(second.payload == first.payload);
