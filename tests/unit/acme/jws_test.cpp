@@ -52,7 +52,7 @@ TEST_CASE("a newAccount JWS carries the account's jwk and verifies with it", "[a
 
     // Verify with the key the header names, as the CA does for newAccount.
     const auto public_key = acme_test::key_from_jwk(parts.header.at("jwk"));
-    CHECK(acme_test::es256_verifies(public_key.get(), parts.signing_input, parts.signature));
+    CHECK(pki_test::es256_verifies(public_key.get(), parts.signing_input, parts.signature));
 }
 
 TEST_CASE("a JWS from an existing account names it by kid instead of jwk", "[acme]")
@@ -64,7 +64,7 @@ TEST_CASE("a JWS from an existing account names it by kid instead of jwk", "[acm
 
     CHECK(parts.header.at("kid") == kid);
     CHECK_FALSE(parts.header.contains("jwk"));
-    CHECK(acme_test::es256_verifies(key.get(), parts.signing_input, parts.signature));
+    CHECK(pki_test::es256_verifies(key.get(), parts.signing_input, parts.signature));
 }
 
 TEST_CASE("a POST-as-GET JWS has an empty payload", "[acme]")
@@ -76,7 +76,7 @@ TEST_CASE("a POST-as-GET JWS has an empty payload", "[acme]")
     // Section 6.3: the payload member is the empty string, not base64url("{}").
     CHECK(json::parse(text).at("payload") == "");
     const auto parts = acme_test::split_jws(text);
-    CHECK(acme_test::es256_verifies(key.get(), parts.signing_input, parts.signature));
+    CHECK(pki_test::es256_verifies(key.get(), parts.signing_input, parts.signature));
 }
 
 TEST_CASE("a JWS cannot be signed with a key other than P-256", "[acme]")
@@ -128,8 +128,8 @@ TEST_CASE("a key change inner JWS is signed by the new key and names the old one
     CHECK(parts.header == json{{"alg", "ES256"}, {"jwk", jwk_of(new_key.get())}, {"url", url}});
     CHECK(json::parse(parts.payload) ==
           json{{"account", account}, {"oldKey", jwk_of(old_key.get())}});
-    CHECK(acme_test::es256_verifies(new_key.get(), parts.signing_input, parts.signature));
-    CHECK_FALSE(acme_test::es256_verifies(old_key.get(), parts.signing_input, parts.signature));
+    CHECK(pki_test::es256_verifies(new_key.get(), parts.signing_input, parts.signature));
+    CHECK_FALSE(pki_test::es256_verifies(old_key.get(), parts.signing_input, parts.signature));
 }
 
 TEST_CASE("a key authorization is the token, a dot, and the account key's thumbprint", "[acme]")

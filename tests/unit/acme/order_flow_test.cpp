@@ -102,7 +102,7 @@ acme_test::jws_parts expect_post(const acme::next_action& action, EVP_PKEY* key,
     auto parts = acme_test::split_jws(request.body);
     CHECK(parts.header.at("url") == url);
     CHECK(parts.header.at("nonce") == nonce);
-    CHECK(acme_test::es256_verifies(key, parts.signing_input, parts.signature));
+    CHECK(pki_test::es256_verifies(key, parts.signing_input, parts.signature));
     return parts;
 }
 

@@ -43,30 +43,6 @@ std::string random_bytes(std::size_t size)
     return data;
 }
 
-// Whether a JWS ES256 signature (r || s) over `data` verifies with `key`, by converting it back
-// to the DER form OpenSSL verifies.
-bool es256_verifies(EVP_PKEY* key, std::string_view data, const std::string& signature)
-{
-    REQUIRE(signature.size() == 64);
-    const auto* raw = reinterpret_cast<const unsigned char*>(signature.data());
-    pki::ecdsa_sig_ptr sig(ECDSA_SIG_new());
-    BIGNUM* r = BN_bin2bn(raw, 32, nullptr);
-    BIGNUM* s = BN_bin2bn(raw + 32, 32, nullptr);
-    REQUIRE(ECDSA_SIG_set0(sig.get(), r, s) == 1);
-    unsigned char* der = nullptr;
-    const int der_length = i2d_ECDSA_SIG(sig.get(), &der);
-    REQUIRE(der_length > 0);
-    const pki::openssl_string_ptr owned(reinterpret_cast<char*>(der));
-
-    pki::evp_md_ctx_ptr context(EVP_MD_CTX_new());
-    REQUIRE(EVP_DigestVerifyInit(context.get(), nullptr, EVP_sha256(), nullptr, key) == 1);
-    const int verified =
-        EVP_DigestVerify(context.get(), der, static_cast<std::size_t>(der_length),
-                         reinterpret_cast<const unsigned char*>(data.data()), data.size());
-    ERR_clear_error();
-    return verified == 1;
-}
-
 } // namespace
 
 TEST_CASE("base64url_encode follows RFC 4648's test vectors without padding", "[pki]")
@@ -156,8 +132,8 @@ TEST_CASE("an ES256 signature is 64 bytes of r and s that verify with the JWK's 
         const std::string data = "eyJhbGciOiJFUzI1NiJ9." + pki::base64url_encode(random_bytes(i));
         const std::string signature = require_ok(pki::es256_sign(key.get(), data));
         CHECK(signature.size() == 64);
-        CHECK(es256_verifies(public_key.get(), data, signature));
-        CHECK_FALSE(es256_verifies(public_key.get(), data + "x", signature));
+        CHECK(pki_test::es256_verifies(public_key.get(), data, signature));
+        CHECK_FALSE(pki_test::es256_verifies(public_key.get(), data + "x", signature));
         signatures.insert(signature);
     }
     CHECK(signatures.size() == 32);

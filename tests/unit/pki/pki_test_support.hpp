@@ -20,6 +20,8 @@
 #include <catch2/catch.hpp>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 
@@ -172,6 +174,29 @@ inline pki::evp_pkey_ptr ec_public_key(const char* curve, std::string_view x, st
     REQUIRE(OSSL_PARAM_BLD_push_octet_string(builder.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
                                              point.size()) == 1);
     return key_from_params("EC", builder.get());
+}
+
+// Whether an ES256 signature (r || s, RFC 7518 section 3.4) over `data` verifies with `key`,
+// converted to the DER form OpenSSL checks.
+inline bool es256_verifies(EVP_PKEY* key, std::string_view data, const std::string& signature)
+{
+    REQUIRE(signature.size() == 64);
+    const auto* raw = reinterpret_cast<const unsigned char*>(signature.data());
+    pki::ecdsa_sig_ptr sig(ECDSA_SIG_new());
+    REQUIRE(ECDSA_SIG_set0(sig.get(), BN_bin2bn(raw, 32, nullptr),
+                           BN_bin2bn(raw + 32, 32, nullptr)) == 1);
+    unsigned char* der = nullptr;
+    const int der_length = i2d_ECDSA_SIG(sig.get(), &der);
+    REQUIRE(der_length > 0);
+    const pki::openssl_string_ptr owned(reinterpret_cast<char*>(der));
+
+    pki::evp_md_ctx_ptr context(EVP_MD_CTX_new());
+    REQUIRE(EVP_DigestVerifyInit(context.get(), nullptr, EVP_sha256(), nullptr, key) == 1);
+    const int verified =
+        EVP_DigestVerify(context.get(), der, static_cast<std::size_t>(der_length),
+                         reinterpret_cast<const unsigned char*>(data.data()), data.size());
+    ERR_clear_error();
+    return verified == 1;
 }
 
 } // namespace pki_test
