@@ -166,6 +166,30 @@ result<void> check_holder(const lock_file& file, const lock_lease& lease)
     return {};
 }
 
+// Applies `change` (which returns an error code) to the record of the lock `lease` names, under
+// the guard, once it has checked that the lease still holds it.
+template <typename Change>
+result<void> change_held_lock(const std::filesystem::path& locks_dir,
+                              std::chrono::milliseconds guard_timeout, const lock_lease& lease,
+                              Change change)
+{
+    if (!is_valid_key(lease.name)) {
+        return errc::invalid_key;
+    }
+    const auto held = guard::take(locks_dir, guard_timeout);
+    if (!held) {
+        return held.error();
+    }
+    const auto file = locate_lock(locks_dir, lease.name);
+    if (auto holder = check_holder(file, lease); !holder) {
+        return holder;
+    }
+    if (change(file)) {
+        return errc::io_failed;
+    }
+    return {};
+}
+
 } // namespace
 
 file_locks::file_locks(std::filesystem::path locks_dir, std::chrono::milliseconds guard_timeout)
@@ -217,41 +241,16 @@ result<std::optional<lock_lease>> file_locks::try_lock(std::string_view name,
 
 result<void> file_locks::refresh(const lock_lease& lease)
 {
-    if (!is_valid_key(lease.name)) {
-        return errc::invalid_key;
-    }
-    const auto held = guard::take(locks_dir_, guard_timeout_);
-    if (!held) {
-        return held.error();
-    }
-    const auto file = locate_lock(locks_dir_, lease.name);
-    if (auto holder = check_holder(file, lease); !holder) {
-        return holder;
-    }
-    if (posix::write_file_atomically(file.directory, file.name, serialize_record(lease),
-                                     posix::publish_mode::replace)) {
-        return errc::io_failed;
-    }
-    return {};
+    return change_held_lock(locks_dir_, guard_timeout_, lease, [&lease](const lock_file& file) {
+        return posix::write_file_atomically(file.directory, file.name, serialize_record(lease),
+                                            posix::publish_mode::replace);
+    });
 }
 
 result<void> file_locks::unlock(const lock_lease& lease)
 {
-    if (!is_valid_key(lease.name)) {
-        return errc::invalid_key;
-    }
-    const auto held = guard::take(locks_dir_, guard_timeout_);
-    if (!held) {
-        return held.error();
-    }
-    const auto file = locate_lock(locks_dir_, lease.name);
-    if (auto holder = check_holder(file, lease); !holder) {
-        return holder;
-    }
-    if (posix::remove_file(file.path())) {
-        return errc::io_failed;
-    }
-    return {};
+    return change_held_lock(locks_dir_, guard_timeout_, lease,
+                            [](const lock_file& file) { return posix::remove_file(file.path()); });
 }
 
 } // namespace gatehouse::store
