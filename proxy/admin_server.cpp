@@ -55,14 +55,9 @@ admin_answer answer_for(std::string_view path, const server_status& status)
     return {http::status::not_found, "text/plain; charset=utf-8", "not found\n"};
 }
 
-std::string utc_text(std::chrono::system_clock::time_point time)
-{
-    return store::format_rfc3339(time);
-}
-
 nlohmann::json optional_time(const std::optional<std::chrono::system_clock::time_point>& time)
 {
-    return time ? nlohmann::json(utc_text(*time)) : nlohmann::json(nullptr);
+    return time ? nlohmann::json(store::format_rfc3339(*time)) : nlohmann::json(nullptr);
 }
 
 nlohmann::json certificates_json(const certificate_manager* certificates)
@@ -79,10 +74,10 @@ nlohmann::json certificates_json(const certificate_manager* certificates)
             {"names", each.names},
             {"issuer", each.issuer},
             {"serial", each.serial},
-            {"not_before",
-             loaded ? nlohmann::json(utc_text(each.not_before)) : nlohmann::json(nullptr)},
-            {"not_after",
-             loaded ? nlohmann::json(utc_text(each.not_after)) : nlohmann::json(nullptr)},
+            {"not_before", loaded ? nlohmann::json(store::format_rfc3339(each.not_before))
+                                  : nlohmann::json(nullptr)},
+            {"not_after", loaded ? nlohmann::json(store::format_rfc3339(each.not_after))
+                                 : nlohmann::json(nullptr)},
             {"renew_at", optional_time(each.renew_at)},
             {"last_error",
              each.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(each.last_error)},

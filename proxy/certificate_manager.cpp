@@ -59,11 +59,6 @@ std::shared_ptr<spdlog::logger> logger()
     return instance;
 }
 
-std::string time_text(system_clock::time_point time)
-{
-    return store::format_rfc3339(time);
-}
-
 template <typename T>
 T value_or_throw(store::result<T> outcome, const std::string& what)
 {
@@ -232,7 +227,8 @@ internal_ca_pem load_or_create_internal_ca(store::store& store)
     check_or_throw(store.put(key, store::serialize_bundle(bundle)),
                    "writing the internal CA to the store");
     log::write(*logger(), spdlog::level::info, "internal ca created",
-               {{"subject", ca->info().subject}, {"not_after", time_text(ca->info().not_after)}});
+               {{"subject", ca->info().subject},
+                {"not_after", store::format_rfc3339(ca->info().not_after)}});
     return {material->certificate_pem, material->private_key_pem};
 }
 
@@ -445,7 +441,7 @@ bool certificate_manager::impl::refresh_internal(entry& e, system_clock::time_po
                {{"host", host},
                 {"issuer", "internal"},
                 {"serial", e.status.serial},
-                {"not_after", time_text(e.status.not_after)}});
+                {"not_after", store::format_rfc3339(e.status.not_after)}});
     return true;
 }
 

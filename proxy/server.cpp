@@ -7,9 +7,9 @@
 #include "proxy/metrics.hpp"
 #include "proxy/worker.hpp"
 #include "store/file_store.hpp"
+#include "store/rfc3339.hpp"
 
 #include <csignal>
-#include <ctime>
 #include <thread>
 
 #include <boost/asio/signal_set.hpp>
@@ -22,16 +22,6 @@ namespace {
 constexpr std::chrono::milliseconds drain_poll_interval{50};
 
 constexpr int listen_backlog = 1024;
-
-std::string utc_now_text()
-{
-    std::time_t now = std::time(nullptr);
-    std::tm parts{};
-    gmtime_r(&now, &parts);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
-    return text;
-}
 
 tcp::endpoint endpoint_for(const config::listen_address& address)
 {
@@ -233,7 +223,7 @@ void server::impl::reload()
         next = config::load_config_file(status.config_path);
     } catch (const config::config_load_error& failure) {
         process_metrics().config_reload_failures.fetch_add(1, std::memory_order_relaxed);
-        status.last_reload_at = utc_now_text();
+        status.last_reload_at = store::format_rfc3339(std::chrono::system_clock::now());
         status.last_reload_error.clear();
         for (const auto& error : failure.errors()) {
             log::write(*logger, spdlog::level::err, "configuration reload refused",
@@ -280,7 +270,7 @@ void server::impl::reload()
         each->apply_settings(status.settings);
     }
     process_metrics().config_reloads.fetch_add(1, std::memory_order_relaxed);
-    status.last_reload_at = utc_now_text();
+    status.last_reload_at = store::format_rfc3339(std::chrono::system_clock::now());
     status.last_reload_error.clear();
     log::write(*logger, spdlog::level::info, "configuration reloaded",
                {{"routes", status.settings->routes.size()}, {"config", status.config_path}});
