@@ -2,7 +2,7 @@
 //
 // Include this only from .cpp files: Beast templates are costly to compile, so they stay out of
 // every header that other modules include. Asio and Beast are compiled once, separately, in
-// asio_impl.cpp (BOOST_ASIO_SEPARATE_COMPILATION, BOOST_BEAST_SEPARATE_COMPILATION).
+// net/asio_impl.cpp (BOOST_ASIO_SEPARATE_COMPILATION, BOOST_BEAST_SEPARATE_COMPILATION).
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>
