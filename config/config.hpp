@@ -54,6 +54,10 @@ enum class tls_source {
     internal,
     // A certificate chain and key kept by the operator in two PEM files, watched for changes.
     files,
+    // An ACME CA (RFC 8555) such as Let's Encrypt issues it, validating each name with an
+    // HTTP-01 challenge (section 8.3) answered on the plain-HTTP listener; see acme_settings.
+    // Never for a wildcard host, which HTTP-01 cannot validate.
+    acme,
 };
 
 struct route_tls {
@@ -63,6 +67,11 @@ struct route_tls {
     // configuration file's folder by the loader).
     std::string certificate_file;
     std::string key_file;
+
+    // For tls_source::acme only: DNS names the route's certificate covers besides the route's
+    // host, lower-cased without a trailing dot. None is a wildcard or the route's host, and no
+    // name is on two routes' certificates or is another route's host.
+    std::vector<std::string> extra_names;
 };
 
 // HTTP Strict Transport Security (RFC 6797), sent on HTTPS responses only.
@@ -116,6 +125,62 @@ struct tls_settings {
     // Lifetime of the certificates the internal CA issues; each is renewed once a third of it
     // remains.
     std::chrono::seconds internal_certificate_lifetime{std::chrono::hours(24 * 7)};
+};
+
+// The key type of certificates obtained from an ACME CA.
+enum class acme_key_type {
+    ecdsa_p256 = 1,
+    ecdsa_p384,
+    rsa2048,
+    rsa4096,
+};
+
+// The credentials of an External Account Binding (RFC 8555 section 7.3.4), which some CAs
+// require to tie a new ACME account to an account the operator holds with them.
+struct external_account_binding_settings {
+    std::string key_id;
+
+    // The MAC key exactly as the CA gave it: non-empty base64url without padding. A secret: it
+    // is never logged nor shown in an error message.
+    std::string hmac_key;
+};
+
+// How certificates for routes with tls_source::acme are obtained and renewed. Applies to all of
+// them; gatehouse keeps one ACME account per directory.
+struct acme_settings {
+    // The account's contact address, sent as a "mailto:" URL; empty means none. Stored as
+    // written.
+    std::string email;
+
+    // Directory URLs (RFC 8555 section 7.1.1), all https://, without duplicates, never empty.
+    // An order is tried with each in turn until one succeeds.
+    std::vector<std::string> directories{"https://acme-v02.api.letsencrypt.org/directory"};
+
+    // Certificates trusted for HTTPS to the CA in addition to the system's, e.g. a private CA's
+    // root. An absolute path after loading; empty means the system's trust store alone.
+    std::string ca_bundle_file;
+
+    std::optional<external_account_binding_settings> eab;
+
+    // The key type of certificates; the account key is always ECDSA P-256 (ES256).
+    acme_key_type key_type = acme_key_type::ecdsa_p256;
+
+    // Renew once the remaining lifetime falls below this share of the whole lifetime, or below
+    // renew_before when that is set (then the share is not used). The share lies in [0.01, 0.99].
+    double renew_remaining_fraction = 1.0 / 3.0;
+    std::optional<std::chrono::seconds> renew_before;
+
+    // How often every ACME certificate is checked for renewal; at least one second.
+    std::chrono::seconds check_every{std::chrono::minutes(10)};
+
+    // A failed attempt is retried after retry_min, each further failure doubling the wait up
+    // to retry_max. retry_min is at least one second and retry_max at least retry_min.
+    std::chrono::seconds retry_min{std::chrono::minutes(1)};
+    std::chrono::seconds retry_max{std::chrono::hours(6)};
+
+    // Orders sent per minute across all certificates, at least 1: a local cap so a burst of
+    // routes or failures stays well inside the CA's own rate limits.
+    unsigned orders_per_minute = 10;
 };
 
 // Where certificates, keys and the internal CA are kept.
@@ -220,6 +285,7 @@ struct gatehouse_config {
     log_settings log;
 
     struct tls_settings tls;
+    struct acme_settings acme;
     struct store_settings store;
 
     std::vector<route> routes;

@@ -21,9 +21,6 @@ namespace {
 constexpr unsigned max_threads = 1024;
 constexpr std::uint64_t min_header_bytes = 1024;
 
-constexpr std::string_view acme_not_supported =
-    "ACME certificates are not implemented in this build; use tls: internal or tls: {cert, key}";
-
 // The shortest lifetime the internal CA may be asked for: renewal starts when a third is left,
 // and each check runs every few seconds.
 constexpr std::chrono::seconds min_internal_lifetime{60};
@@ -31,8 +28,8 @@ constexpr std::chrono::seconds min_internal_lifetime{60};
 // Where each host or prefix was first seen, to name that line when it appears again.
 using first_lines = std::map<std::string, int>;
 
-// Records `name` as seen at `at`; reports it when it was seen before.
-void check_unique(const std::string& name, const located_node& at, std::string_view what,
+// Records `name` as seen at `at`; reports it and returns false when it was seen before.
+bool check_unique(const std::string& name, const located_node& at, std::string_view what,
                   first_lines& seen, error_collector& errors)
 {
     const auto [first, inserted] = seen.emplace(name, line_of(at.node));
@@ -40,6 +37,7 @@ void check_unique(const std::string& name, const located_node& at, std::string_v
         errors.add(at, "duplicate " + std::string(what) + " \"" + name +
                            "\"; it is already on line " + std::to_string(first->second));
     }
+    return inserted;
 }
 
 // ---- listen ---------------------------------------------------------------------------------
@@ -211,7 +209,7 @@ void parse_trusted_proxies(const located_node& at, std::vector<ip_network>& out,
     }
 }
 
-// ---- tls and store --------------------------------------------------------------------------
+// ---- tls ------------------------------------------------------------------------------------
 
 parse_result<unknown_sni_action> parse_unknown_sni(std::string_view text)
 {
@@ -261,6 +259,8 @@ void parse_tls_settings(const located_node& at, tls_settings& out, error_collect
     }
 }
 
+// ---- files and store ------------------------------------------------------------------------
+
 // Relative paths in the file are read against the file's own folder, so a configuration and
 // the files it names can move together.
 std::string resolve_path(const std::string& path, const std::string& config_file)
@@ -272,6 +272,40 @@ std::string resolve_path(const std::string& path, const std::string& config_file
     const std::filesystem::path base = std::filesystem::path(config_file).parent_path();
     std::error_code ignored;
     return std::filesystem::absolute(base / written, ignored).lexically_normal().string();
+}
+
+// Why `path` cannot be opened for reading, or nothing when it can.
+std::optional<std::string> unreadable_because(const std::string& path)
+{
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+        return ec ? ec.message() : std::string("not a regular file");
+    }
+
+    // Permissions are only known by trying, as the user gatehouse runs as.
+    const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                               &std::fclose);
+    if (!file) {
+        return std::generic_category().message(errno);
+    }
+    return std::nullopt;
+}
+
+// A PEM file named in the configuration must be readable now, so `gatehouse validate` and a
+// reload catch a typo before it turns into a failed handshake.
+std::optional<std::string> read_pem_path(const std::optional<located_node>& field,
+                                         const std::string& config_file, error_collector& errors)
+{
+    const auto text = read_string(field, errors);
+    if (!text) {
+        return std::nullopt;
+    }
+    const std::string path = resolve_path(*text, config_file);
+    if (const auto problem = unreadable_because(path)) {
+        errors.add(*field, "cannot read " + path + ": " + *problem);
+        return std::nullopt;
+    }
+    return path;
 }
 
 void parse_store(const located_node& at, store_settings& out, const std::string& config_file,
@@ -292,45 +326,235 @@ void parse_store(const located_node& at, store_settings& out, const std::string&
     }
 }
 
-// ---- routes ---------------------------------------------------------------------------------
+// ---- acme -----------------------------------------------------------------------------------
 
-// A PEM file named in the configuration must exist now, so `gatehouse validate` and a reload
-// catch a typo before it turns into a failed handshake.
-std::optional<std::string> read_pem_path(const std::optional<located_node>& field,
-                                         const std::string& config_file, error_collector& errors)
+// `value` in the largest unit that divides it, as the file would write it: 6h, 1m, 90s.
+std::string duration_text(std::chrono::seconds value)
 {
-    const auto text = read_string(field, errors);
-    if (!text) {
-        return std::nullopt;
+    constexpr std::array<std::pair<std::chrono::seconds::rep, char>, 3> units{
+        {{86'400, 'd'}, {3'600, 'h'}, {60, 'm'}}};
+    for (const auto& [seconds, unit] : units) {
+        if (value.count() % seconds == 0) {
+            return std::to_string(value.count() / seconds) + unit;
+        }
     }
-    const std::string path = resolve_path(*text, config_file);
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) {
-        errors.add(*field, "cannot read " + path + ": " +
-                               (ec ? ec.message() : std::string("not a regular file")));
-        return std::nullopt;
-    }
-    return path;
+    return std::to_string(value.count()) + 's';
 }
 
-// tls: off | internal | acme | {cert: FILE, key: FILE}
-route_tls parse_route_tls(const located_node& at, const std::string& config_file,
-                          error_collector& errors)
+// A duration of at least a second, in whole seconds (a fraction of a second is dropped).
+std::optional<std::chrono::seconds> read_seconds(const std::optional<located_node>& field,
+                                                 error_collector& errors)
 {
-    route_tls out;
-    if (at.node.IsMap()) {
-        const mapping_reader fields(at, {"cert", "key"}, errors);
-        const auto cert = fields.find("cert");
-        const auto key = fields.find("key");
-        if (!cert || !key) {
-            errors.add(at, "a certificate from files needs both cert and key");
+    const auto value = read_positive_duration(field, errors);
+    if (!value) {
+        return std::nullopt;
+    }
+    if (*value < std::chrono::seconds(1)) {
+        errors.add(*field, "must be at least 1s");
+        return std::nullopt;
+    }
+    return std::chrono::duration_cast<std::chrono::seconds>(*value);
+}
+
+// directory: NAME_OR_URL | [NAME_OR_URL, ...]
+void parse_acme_directories(const located_node& at, std::vector<std::string>& out,
+                            error_collector& errors)
+{
+    if (!at.node.IsSequence()) {
+        if (auto url = read_parsed(at, errors, parse_acme_directory)) {
+            out = {std::move(*url)};
         }
-        out.source = tls_source::files;
-        out.certificate_file = read_pem_path(cert, config_file, errors).value_or("");
-        out.key_file = read_pem_path(key, config_file, errors).value_or("");
-        return out;
+        return;
+    }
+    const auto items = read_list(at, errors).value_or(std::vector<located_node>{});
+    if (items.empty()) {
+        errors.add(at, "the directory list is empty; give at least one, e.g. letsencrypt");
+        return;
     }
 
+    // Compared after names become URLs, so "letsencrypt" and its URL are the same directory.
+    first_lines seen;
+    std::vector<std::string> urls;
+    for (const located_node& item : items) {
+        auto url = read_parsed(item, errors, parse_acme_directory);
+        if (url && check_unique(*url, item, "directory", seen, errors)) {
+            urls.push_back(std::move(*url));
+        }
+    }
+    out = std::move(urls);
+}
+
+// eab: {kid: KEY_ID, hmac_key: BASE64URL}. The key is a secret: no message quotes it.
+std::optional<external_account_binding_settings> parse_eab(const located_node& at,
+                                                           error_collector& errors)
+{
+    if (!at.node.IsMap() && !at.node.IsNull()) {
+        errors.add(at, "expected {kid: KEY_ID, hmac_key: BASE64URL}, found " + describe(at.node));
+        return std::nullopt;
+    }
+    const mapping_reader fields(at, {"kid", "hmac_key"}, errors);
+    const auto kid_field = fields.find("kid");
+    const auto key_field = fields.find("hmac_key");
+    if (!kid_field || !key_field) {
+        errors.add(at, "an external account binding needs both kid and hmac_key");
+    }
+    const auto kid = read_string(kid_field, errors);
+    if (kid && kid->empty()) {
+        errors.add(*kid_field, "cannot be empty");
+    }
+    const auto key = read_parsed(key_field, errors, parse_base64url_secret);
+    if (!kid || kid->empty() || !key) {
+        return std::nullopt;
+    }
+    return external_account_binding_settings{*kid, *key};
+}
+
+// renew_when_remaining: PERCENTAGE | DURATION
+void parse_renewal_threshold(const located_node& at, acme_settings& out, error_collector& errors)
+{
+    const auto text = read_string(at, errors);
+    if (!text) {
+        return;
+    }
+    if (text->ends_with('%')) {
+        assign_if_valid(out.renew_remaining_fraction, read_parsed(at, errors, parse_percentage));
+        return;
+    }
+    if (!parse_duration(*text)) {
+        errors.add(at, "expected a percentage such as 33% or a duration such as 30d, found \"" +
+                           *text + "\"");
+        return;
+    }
+    out.renew_before = read_seconds(at, errors);
+}
+
+// retry: {min: DURATION, max: DURATION}, compared with the defaults of what is left out.
+void parse_acme_retry(const located_node& at, acme_settings& out, error_collector& errors)
+{
+    const std::size_t errors_before = errors.count();
+    const mapping_reader fields(at, {"min", "max"}, errors);
+    const auto min_field = fields.find("min");
+    const auto max_field = fields.find("max");
+    assign_if_valid(out.retry_min, read_seconds(min_field, errors));
+    assign_if_valid(out.retry_max, read_seconds(max_field, errors));
+    if (errors.count() != errors_before || out.retry_max >= out.retry_min) {
+        return;
+    }
+    if (max_field) {
+        errors.add(*max_field, "must be at least retry.min (" + duration_text(out.retry_min) +
+                                   "), found " + max_field->node.Scalar());
+    } else {
+        errors.add(*min_field, "must be at most retry.max, which is " +
+                                   duration_text(out.retry_max) + " unless set; set max too");
+    }
+}
+
+void parse_acme(const located_node& at, const std::string& config_file, acme_settings& out,
+                error_collector& errors)
+{
+    const mapping_reader section(at,
+                                 {"email", "directory", "ca_bundle", "eab", "key_type",
+                                  "renew_when_remaining", "check_every", "retry",
+                                  "orders_per_minute"},
+                                 errors);
+    assign_if_valid(out.email, read_parsed(section.find("email"), errors, parse_email_address));
+    if (const auto field = section.find("directory")) {
+        parse_acme_directories(*field, out.directories, errors);
+    }
+    assign_if_valid(out.ca_bundle_file,
+                    read_pem_path(section.find("ca_bundle"), config_file, errors));
+    if (const auto field = section.find("eab")) {
+        out.eab = parse_eab(*field, errors);
+    }
+    assign_if_valid(out.key_type,
+                    read_parsed(section.find("key_type"), errors, parse_acme_key_type));
+    if (const auto field = section.find("renew_when_remaining")) {
+        parse_renewal_threshold(*field, out, errors);
+    }
+    assign_if_valid(out.check_every, read_seconds(section.find("check_every"), errors));
+    if (const auto field = section.find("retry")) {
+        parse_acme_retry(*field, out, errors);
+    }
+    assign_if_valid(out.orders_per_minute,
+                    read_whole_number(section.find("orders_per_minute"), 1,
+                                      std::numeric_limits<unsigned>::max(), errors));
+}
+
+// ---- routes ---------------------------------------------------------------------------------
+
+// Where each of a route's extra names is written, in the order of route_tls::extra_names. Kept
+// until every route is read, because a name may clash with a route further down the file.
+using name_positions = std::vector<located_node>;
+
+// extra_names: [NAME, ...] of a route whose host is `host`.
+void read_extra_names(const located_node& at, const std::string& host, route_tls& out,
+                      name_positions& extra_at, error_collector& errors)
+{
+    first_lines seen;
+    for (const located_node& item : read_list(at, errors).value_or(std::vector<located_node>{})) {
+        const auto name = read_parsed(item, errors, parse_acme_dns_name);
+        if (!name) {
+            continue;
+        }
+        if (*name == host) {
+            errors.add(item, "\"" + *name + "\" is the route's host; list only other names");
+            continue;
+        }
+        if (check_unique(*name, item, "extra name", seen, errors)) {
+            out.extra_names.push_back(*name);
+            extra_at.push_back(item);
+        }
+    }
+}
+
+// acme: {extra_names: [NAME, ...]}, or an empty value for the route's host alone.
+route_tls parse_acme_route_tls(const located_node& at, const std::string& host,
+                               name_positions& extra_at, error_collector& errors)
+{
+    route_tls out;
+    out.source = tls_source::acme;
+    const mapping_reader fields(at, {"extra_names"}, errors);
+    if (const auto names = fields.find("extra_names")) {
+        read_extra_names(*names, host, out, extra_at, errors);
+    }
+    return out;
+}
+
+// {cert: FILE, key: FILE}
+route_tls parse_files_route_tls(const located_node& at, const mapping_reader& fields,
+                                const std::string& config_file, error_collector& errors)
+{
+    const auto cert = fields.find("cert");
+    const auto key = fields.find("key");
+    if (!cert || !key) {
+        errors.add(at, "a certificate from files needs both cert and key");
+    }
+    route_tls out;
+    out.source = tls_source::files;
+    out.certificate_file = read_pem_path(cert, config_file, errors).value_or("");
+    out.key_file = read_pem_path(key, config_file, errors).value_or("");
+    return out;
+}
+
+// tls: off | internal | acme | {cert: FILE, key: FILE} | {acme: {extra_names: [NAME, ...]}}
+route_tls parse_route_tls(const located_node& at, const std::string& host,
+                          const std::string& config_file, name_positions& extra_at,
+                          error_collector& errors)
+{
+    if (at.node.IsMap()) {
+        const mapping_reader fields(at, {"cert", "key", "acme"}, errors);
+        const auto acme = fields.find("acme");
+        if (!acme) {
+            return parse_files_route_tls(at, fields, config_file, errors);
+        }
+        if (fields.find("cert") || fields.find("key")) {
+            errors.add(fields.key_of("acme"),
+                       "a certificate comes either from acme or from cert and key files, not both");
+        }
+        return parse_acme_route_tls(*acme, host, extra_at, errors);
+    }
+
+    route_tls out;
     const auto text = read_string(at, errors);
     if (!text) {
         return out;
@@ -340,10 +564,10 @@ route_tls parse_route_tls(const located_node& at, const std::string& config_file
     } else if (*text == "internal") {
         out.source = tls_source::internal;
     } else if (*text == "acme") {
-        errors.add(at, std::string(acme_not_supported));
+        out.source = tls_source::acme;
     } else {
         errors.add(at, "unknown tls source \"" + *text +
-                           "\"; expected off, internal or {cert: FILE, key: FILE}");
+                           "\"; expected off, internal, acme or {cert: FILE, key: FILE}");
     }
     return out;
 }
@@ -369,15 +593,19 @@ hsts_policy parse_hsts(const located_node& at, error_collector& errors)
 // Without an HTTPS listener a route can only be plain HTTP; with one, routes default to a
 // certificate from the internal CA, so TLS is on unless a route turns it off.
 void parse_route_security(const mapping_reader& fields, const gatehouse_config& config, route& out,
-                          error_collector& errors)
+                          name_positions& extra_at, error_collector& errors)
 {
     const bool https = config.https_listener.has_value();
     out.tls.source = https ? tls_source::internal : tls_source::off;
     const auto tls_field = fields.find("tls");
     if (tls_field) {
-        out.tls = parse_route_tls(*tls_field, config.source_file, errors);
+        out.tls = parse_route_tls(*tls_field, out.host, config.source_file, extra_at, errors);
         if (!https && out.tls.source != tls_source::off) {
             errors.add(*tls_field, "this route has TLS but listen.https is not set");
+        }
+
+        if (out.tls.source == tls_source::acme && out.host.starts_with("*.")) {
+            errors.add(*tls_field, std::string(acme_wildcard_rejection));
         }
     }
 
@@ -491,10 +719,39 @@ std::string read_route_host(const located_node& route_at, const mapping_reader& 
     return *host;
 }
 
+// A name can be on only one certificate, or which one a handshake gets would depend on lookup
+// order: no extra name may be another route's host or another route's extra name. `extra_at`
+// holds the positions of each route's extra names; `hosts` where each host is first written.
+void check_extra_names_unclaimed(const std::vector<route>& routes,
+                                 const std::vector<name_positions>& extra_at,
+                                 const first_lines& hosts, error_collector& errors)
+{
+    first_lines seen;
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+        const auto& names = routes[i].tls.extra_names;
+        for (std::size_t j = 0; j < names.size(); ++j) {
+            const located_node& at = extra_at[i][j];
+            if (const auto host = hosts.find(names[j]); host != hosts.end()) {
+                errors.add(at, "\"" + names[j] + "\" is the host of the route on line " +
+                                   std::to_string(host->second) +
+                                   "; a name can be on only one certificate");
+                continue;
+            }
+            const auto [first, inserted] = seen.emplace(names[j], line_of(at.node));
+            if (!inserted) {
+                errors.add(at, "\"" + names[j] + "\" is already an extra name on line " +
+                                   std::to_string(first->second) +
+                                   "; a name can be on only one certificate");
+            }
+        }
+    }
+}
+
 void parse_routes(const located_node& at, const gatehouse_config& config, std::vector<route>& out,
                   error_collector& errors)
 {
     first_lines seen_hosts;
+    std::vector<name_positions> extra_at;
     for (const located_node& item : read_list(at, errors).value_or(std::vector<located_node>{})) {
         if (!item.node.IsMap()) {
             errors.add(item, "expected a route (a mapping with host and paths), found " +
@@ -506,9 +763,10 @@ void parse_routes(const located_node& at, const gatehouse_config& config, std::v
         route parsed;
         parsed.host = read_route_host(item, fields, seen_hosts, errors);
         parsed.paths = parse_path_routes(item, fields, errors);
-        parse_route_security(fields, config, parsed, errors);
+        parse_route_security(fields, config, parsed, extra_at.emplace_back(), errors);
         out.push_back(std::move(parsed));
     }
+    check_extra_names_unclaimed(out, extra_at, seen_hosts, errors);
 }
 
 // ---- the whole file -------------------------------------------------------------------------
@@ -544,7 +802,7 @@ gatehouse_config build_config(const YAML::Node& root, const std::string& file_na
     config.source_file = file_name;
     const mapping_reader top(located_node{root, ""},
                              {"listen", "health_path", "threads", "timeouts", "limits",
-                              "upstream_health", "trusted_proxies", "log", "tls", "store",
+                              "upstream_health", "trusted_proxies", "log", "tls", "acme", "store",
                               "routes"},
                              errors);
 
@@ -571,6 +829,9 @@ gatehouse_config build_config(const YAML::Node& root, const std::string& file_na
     }
     if (const auto section = top.find("tls")) {
         parse_tls_settings(*section, config.tls, errors);
+    }
+    if (const auto section = top.find("acme")) {
+        parse_acme(*section, file_name, config.acme, errors);
     }
     if (const auto section = top.find("store")) {
         parse_store(*section, config.store, file_name, errors);

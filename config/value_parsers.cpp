@@ -34,6 +34,24 @@ bool is_letter(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
+bool is_base64url_char(char c)
+{
+    return is_letter(c) || is_digit(c) || c == '-' || c == '_';
+}
+
+// Spaces, control characters and DEL, none of which a URL or an email address may hold.
+bool has_space_or_control(std::string_view text)
+{
+    return std::any_of(text.begin(), text.end(),
+                       [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; });
+}
+
+constexpr std::string_view directory_needs_https =
+    "an ACME directory must be an https:// URL (the ACME client speaks only HTTPS to a CA)";
+
+constexpr std::string_view base64url_alphabet =
+    "must be base64url: only A-Z, a-z, 0-9, '-' and '_' (base64 has '+' and '/' instead)";
+
 std::string quoted(std::string_view text)
 {
     return "\"" + std::string(text) + "\"";
@@ -222,6 +240,31 @@ parse_result<upstream_url> parse_upstream_authority(std::string_view authority,
     return upstream;
 }
 
+// The "host[:port]" of an ACME directory URL.
+std::optional<rejection> check_directory_authority(std::string_view authority, std::string_view url)
+{
+    if (authority.find('@') != std::string_view::npos) {
+        return rejection{"an ACME directory URL cannot carry a user name or password"};
+    }
+    if (authority.empty()) {
+        return rejection{"missing host in " + quoted(url)};
+    }
+    const auto split = split_host_port(authority);
+    if (!split.ok()) {
+        return rejection{split.error()};
+    }
+    if (auto bad_host = check_host(split.value(), false)) {
+        return bad_host;
+    }
+    if (split.value().port) {
+        const auto port = parse_port(*split.value().port, 1);
+        if (!port.ok()) {
+            return rejection{port.error()};
+        }
+    }
+    return std::nullopt;
+}
+
 } // namespace
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text)
@@ -357,6 +400,136 @@ parse_result<std::string> parse_path_prefix(std::string_view text)
         return rejection{quoted(text) + " cannot contain spaces, control characters, '?' or '#'"};
     }
     return std::string(text);
+}
+
+parse_result<std::string> parse_acme_directory(std::string_view text)
+{
+    if (text == "letsencrypt") {
+        return std::string(letsencrypt_directory);
+    }
+    if (text == "letsencrypt-staging") {
+        return std::string(letsencrypt_staging_directory);
+    }
+    const auto scheme_end = text.find("://");
+    if (scheme_end == std::string_view::npos) {
+        return rejection{"expected letsencrypt, letsencrypt-staging or an https:// URL, found " +
+                         quoted(text)};
+    }
+    if (to_lower(text.substr(0, scheme_end)) != "https") {
+        return rejection{std::string(directory_needs_https) + "; found " + quoted(text)};
+    }
+    if (has_space_or_control(text)) {
+        return rejection{quoted(text) + " cannot contain spaces or control characters"};
+    }
+    if (text.find('#') != std::string_view::npos) {
+        return rejection{"an ACME directory URL cannot have a fragment; found " + quoted(text)};
+    }
+
+    const std::string_view rest = text.substr(scheme_end + 3);
+    const std::string_view authority =
+        rest.substr(0, std::min(rest.find_first_of("/?"), rest.size()));
+    if (auto bad = check_directory_authority(authority, text)) {
+        return *bad;
+    }
+    return std::string(text);
+}
+
+parse_result<std::string> parse_email_address(std::string_view text)
+{
+    if (text.starts_with("mailto:")) {
+        return rejection{"write the address without \"mailto:\"; gatehouse adds it"};
+    }
+    if (has_space_or_control(text)) {
+        return rejection{"an email address cannot contain spaces or control characters"};
+    }
+    const auto at = text.find('@');
+    const bool one_at = at != std::string_view::npos && at == text.rfind('@');
+    if (!one_at || at == 0 || !is_valid_host_name(text.substr(at + 1))) {
+        return rejection{"expected an email address such as ops@example.com, found " +
+                         quoted(text)};
+    }
+    return std::string(text);
+}
+
+parse_result<acme_key_type> parse_acme_key_type(std::string_view text)
+{
+    if (text == "ecdsa-p256") {
+        return acme_key_type::ecdsa_p256;
+    }
+    if (text == "ecdsa-p384") {
+        return acme_key_type::ecdsa_p384;
+    }
+    if (text == "rsa2048") {
+        return acme_key_type::rsa2048;
+    }
+    if (text == "rsa4096") {
+        return acme_key_type::rsa4096;
+    }
+    return rejection{"unknown key type " + quoted(text) +
+                     "; expected ecdsa-p256, ecdsa-p384, rsa2048 or rsa4096"};
+}
+
+parse_result<double> parse_percentage(std::string_view text)
+{
+    const std::string_view original = text;
+    const bool has_percent_sign = text.ends_with('%');
+    if (has_percent_sign) {
+        text.remove_suffix(1);
+    }
+
+    // from_chars alone would also take exponents, so the shape is checked first.
+    const auto dot = text.find('.');
+    const std::string_view whole = text.substr(0, dot);
+    const std::string_view decimals =
+        dot == std::string_view::npos ? std::string_view("0") : text.substr(dot + 1);
+    const auto all_digits = [](std::string_view part) {
+        return !part.empty() && std::all_of(part.begin(), part.end(), is_digit);
+    };
+    double value = 0;
+    if (!has_percent_sign || !all_digits(whole) || !all_digits(decimals) ||
+        std::from_chars(text.data(), text.data() + text.size(), value, std::chars_format::fixed)
+                .ec != std::errc{}) {
+        return rejection{"expected a percentage such as 33% or 12.5%, found " + quoted(original)};
+    }
+    if (value < 1 || value > 99) {
+        return rejection{"must be from 1% to 99%, found " + quoted(original)};
+    }
+    return value / 100;
+}
+
+parse_result<std::string> parse_base64url_secret(std::string_view text)
+{
+    if (text.empty()) {
+        return rejection{"cannot be empty"};
+    }
+    if (text.find('=') != std::string_view::npos) {
+        return rejection{"must be base64url without '=' padding; remove the trailing '='"};
+    }
+    if (!std::all_of(text.begin(), text.end(), is_base64url_char)) {
+        return rejection{std::string(base64url_alphabet)};
+    }
+
+    // Four characters carry three bytes; a lone character left over carries none.
+    if (text.size() % 4 == 1) {
+        return rejection{"is not valid base64url: its length cannot encode whole bytes"};
+    }
+    return std::string(text);
+}
+
+parse_result<std::string> parse_acme_dns_name(std::string_view text)
+{
+    std::string name = to_lower(text);
+    if (name.ends_with('.')) {
+        name.pop_back();
+    }
+    if (name.find('*') != std::string::npos) {
+        return rejection{std::string(acme_wildcard_rejection)};
+    }
+    if (looks_like_ipv4(name) || !is_valid_host_name(name)) {
+        return rejection{"invalid DNS name " + quoted(text) +
+                         "; use letters, digits, '-' and '.' (no IP addresses or ports)"};
+    }
+    return name;
 }
 
 bool is_valid_host_name(std::string_view name, bool allow_underscore)

@@ -686,7 +686,7 @@ tls:
   internal_certificate_lifetime: 10s
 routes:
   - host: a.example.com
-    tls: acme
+    tls: letsencrypt
     paths: [{upstream: "http://backend"}]
   - host: b.example.com
     tls: {cert: only.crt}
@@ -704,7 +704,7 @@ routes:
     check_error(errors[1], 4, 16, "tls.min_version", "older versions are never offered");
     check_error(errors[2], 5, 20, "tls.session_tickets", "");
     check_error(errors[3], 6, 34, "tls.internal_certificate_lifetime", "at least 1m");
-    check_error(errors[4], 9, 10, "routes[0].tls", "ACME certificates are not implemented");
+    check_error(errors[4], 9, 10, "routes[0].tls", "expected off, internal, acme or");
     check_error(errors[5], 12, 10, "routes[1].tls", "needs both cert and key");
     check_error(errors[6], 12, 17, "routes[1].tls.cert", "cannot read");
     check_error(errors[7], 16, 11, "routes[2].hsts", "hsts needs TLS");
@@ -1156,4 +1156,496 @@ TEST_CASE("the error example in docs/configuration.md is what the loader reports
         reported = std::string(error.what()) + "\n";
     }
     CHECK(reported == expected);
+}
+
+// ---- acme -----------------------------------------------------------------------------------
+
+TEST_CASE("acme settings that are not written take the defaults of config.hpp", "[config]")
+{
+    for (const char* text : {"", "acme:\n", "acme: {}\n"}) {
+        INFO(text);
+        const auto acme = parse_config(text, "t").acme;
+        CHECK(acme.email.empty());
+        CHECK(acme.directories ==
+              std::vector<std::string>{"https://acme-v02.api.letsencrypt.org/directory"});
+        CHECK(acme.ca_bundle_file.empty());
+        CHECK_FALSE(acme.eab.has_value());
+        CHECK(acme.key_type == acme_key_type::ecdsa_p256);
+        CHECK(acme.renew_remaining_fraction == Approx(1.0 / 3.0));
+        CHECK_FALSE(acme.renew_before.has_value());
+        CHECK(acme.check_every == 10min);
+        CHECK(acme.retry_min == 1min);
+        CHECK(acme.retry_max == 6h);
+        CHECK(acme.orders_per_minute == 10);
+    }
+}
+
+TEST_CASE("every acme key is read, with ca_bundle resolved against the file's folder", "[config]")
+{
+    const auto folder = std::filesystem::temp_directory_path() / "gatehouse-config-acme-test";
+    std::filesystem::create_directories(folder / "ca");
+    std::ofstream(folder / "ca" / "extra.pem") << "certificate";
+
+    // No route uses acme, which is fine: the section only sets how acme routes are served.
+    const std::string text = yaml(R"(
+acme:
+  email: ops@example.com
+  directory: [letsencrypt-staging, "https://ca.internal:14000/dir"]
+  ca_bundle: ca/extra.pem
+  eab: {kid: kid-1, hmac_key: c2VjcmV0LWtleQ}
+  key_type: rsa4096
+  renew_when_remaining: 12.5%
+  check_every: 30s
+  retry: {min: 10s, max: 1h}
+  orders_per_minute: 3
+)");
+    const auto acme = parse_config(text, (folder / "gatehouse.yaml").string()).acme;
+    CHECK(acme.email == "ops@example.com");
+    CHECK(acme.directories ==
+          std::vector<std::string>{"https://acme-staging-v02.api.letsencrypt.org/directory",
+                                   "https://ca.internal:14000/dir"});
+    CHECK(acme.ca_bundle_file == (folder / "ca" / "extra.pem").string());
+    REQUIRE(acme.eab.has_value());
+    CHECK(acme.eab->key_id == "kid-1");
+    CHECK(acme.eab->hmac_key == "c2VjcmV0LWtleQ");
+    CHECK(acme.key_type == acme_key_type::rsa4096);
+    CHECK(acme.renew_remaining_fraction == Approx(0.125));
+    CHECK_FALSE(acme.renew_before.has_value());
+    CHECK(acme.check_every == 30s);
+    CHECK(acme.retry_min == 10s);
+    CHECK(acme.retry_max == 1h);
+    CHECK(acme.orders_per_minute == 3);
+
+    SECTION("a missing ca_bundle is an error at its value")
+    {
+        std::filesystem::remove(folder / "ca" / "extra.pem");
+        const auto errors = errors_in_file(text, (folder / "gatehouse.yaml").string());
+        REQUIRE(errors.size() == 1);
+        INFO(errors[0].to_string());
+        CHECK(errors[0].line == 4);
+        CHECK(errors[0].column == 14);
+        CHECK(errors[0].key_path == "acme.ca_bundle");
+        CHECK_THAT(errors[0].message,
+                   Catch::Contains("cannot read " + (folder / "ca" / "extra.pem").string()));
+    }
+    SECTION("a folder is not a ca_bundle")
+    {
+        const auto errors =
+            errors_in_file("acme: {ca_bundle: ca}\n", (folder / "gatehouse.yaml").string());
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].key_path == "acme.ca_bundle");
+        CHECK_THAT(errors[0].message, Catch::Contains("not a regular file"));
+    }
+    std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("an ACME directory is a known CA's name or an https URL", "[config]")
+{
+    CHECK(parse_acme_directory("letsencrypt").value() ==
+          "https://acme-v02.api.letsencrypt.org/directory");
+    CHECK(parse_acme_directory("letsencrypt-staging").value() ==
+          "https://acme-staging-v02.api.letsencrypt.org/directory");
+    for (const char* text :
+         {"https://localhost:14000/dir", "HTTPS://CA.example/acme?tenant=1", "https://ca.example",
+          "https://[::1]:14000/dir", "https://10.0.0.1/directory"}) {
+        INFO(text);
+        const auto parsed = parse_acme_directory(text);
+        REQUIRE(parsed.ok());
+        CHECK(parsed.value() == text);
+    }
+    for (const char* text : {"", "Letsencrypt", "ca.example/dir", "ftp://ca.example", "https://",
+                             "https:///dir", "https://user@ca.example/", "https://ca.example:0/",
+                             "https://ca.example:99999/", "https://ca.example/#top",
+                             "https://ca example/", "https://ca_example/", "https://::1/dir"}) {
+        INFO(text);
+        CHECK_FALSE(parse_acme_directory(text).ok());
+    }
+    const auto plain = parse_acme_directory("http://ca.example/dir");
+    REQUIRE_FALSE(plain.ok());
+    CHECK_THAT(plain.error(), Catch::Contains("speaks only HTTPS to a CA"));
+}
+
+TEST_CASE("acme.directory is one directory or a non-empty list without duplicates", "[config]")
+{
+    SECTION("one name")
+    {
+        CHECK(parse_config("acme: {directory: letsencrypt-staging}\n", "t").acme.directories ==
+              std::vector<std::string>{"https://acme-staging-v02.api.letsencrypt.org/directory"});
+    }
+    SECTION("a plain-HTTP URL")
+    {
+        check_error(only_error_in("acme:\n  directory: http://ca.example/dir\n"), 2, 14,
+                    "acme.directory", "must be an https:// URL");
+    }
+    SECTION("a name and its own URL are the same directory")
+    {
+        const auto error = only_error_in(yaml(R"(
+acme:
+  directory:
+    - letsencrypt
+    - https://acme-v02.api.letsencrypt.org/directory
+)"));
+        check_error(error, 4, 7, "acme.directory[1]",
+                    "duplicate directory \"https://acme-v02.api.letsencrypt.org/directory\";");
+        CHECK_THAT(error.message, Catch::EndsWith("; it is already on line 3"));
+    }
+    SECTION("an empty list")
+    {
+        check_error(only_error_in("acme:\n  directory: []\n"), 2, 14, "acme.directory",
+                    "the directory list is empty");
+    }
+    SECTION("a bad entry in a list")
+    {
+        check_error(only_error_in("acme:\n  directory: [letsencrypt, lets-encrypt]\n"), 2, 28,
+                    "acme.directory[1]", "expected letsencrypt, letsencrypt-staging or an https");
+    }
+}
+
+TEST_CASE("the acme email must look like an address", "[config]")
+{
+    for (const char* text : {"ops@example.com", "first.last+gatehouse@mail.example.org"}) {
+        INFO(text);
+        CHECK(parse_email_address(text).ok());
+    }
+    for (const char* text :
+         {"", "ops", "ops@", "@example.com", "a@b@example.com", "ops @example.com",
+          "ops@exa mple.com", "ops@-bad.example", "mailto:ops@example.com", "ops@example.com\t"}) {
+        INFO(text);
+        CHECK_FALSE(parse_email_address(text).ok());
+    }
+    check_error(only_error_in("acme:\n  email: ops.example.com\n"), 2, 10, "acme.email",
+                "expected an email address such as ops@example.com");
+    check_error(only_error_in("acme:\n  email: mailto:ops@example.com\n"), 2, 10, "acme.email",
+                "without \"mailto:\"");
+}
+
+TEST_CASE("an external account binding needs a kid and a base64url hmac_key", "[config]")
+{
+    CHECK(parse_base64url_secret("c2VjcmV0LWtleQ").ok());
+    CHECK(parse_base64url_secret("a-_Z09").ok());
+    for (const char* text : {"", "c2VjcmV0=", "abc+def/", "abc def", "abcde"}) {
+        INFO(text);
+        CHECK_FALSE(parse_base64url_secret(text).ok());
+    }
+
+    SECTION("hmac_key missing")
+    {
+        check_error(only_error_in("acme:\n  eab: {kid: k}\n"), 2, 8, "acme.eab",
+                    "needs both kid and hmac_key");
+    }
+    SECTION("an empty eab")
+    {
+        check_error(only_error_in("acme:\n  eab:\n"), 2, 3, "acme.eab",
+                    "needs both kid and hmac_key");
+    }
+    SECTION("not a mapping")
+    {
+        check_error(only_error_in("acme:\n  eab: k:secret\n"), 2, 8, "acme.eab",
+                    "expected {kid: KEY_ID, hmac_key: BASE64URL}");
+    }
+    SECTION("an empty kid")
+    {
+        check_error(only_error_in("acme:\n  eab: {kid: \"\", hmac_key: a2V5}\n"), 2, 14,
+                    "acme.eab.kid", "cannot be empty");
+    }
+    SECTION("a bad hmac_key is reported without the secret itself")
+    {
+        for (const char* secret : {"c2VjcmV0LWtleQ==", "s3cr+t/k3y", "abcde"}) {
+            INFO(secret);
+            const auto error = only_error_in("acme:\n  eab:\n    kid: k\n    hmac_key: \"" +
+                                             std::string(secret) + "\"\n");
+            check_error(error, 4, 15, "acme.eab.hmac_key", "");
+            CHECK_THAT(error.to_string(), !Catch::Contains(secret));
+        }
+        check_error(only_error_in("acme:\n  eab: {kid: k, hmac_key: \"\"}\n"), 2, 27,
+                    "acme.eab.hmac_key", "cannot be empty");
+    }
+    SECTION("an unknown key")
+    {
+        check_error(only_error_in("acme:\n  eab: {kid: k, hmac_key: a2V5, key: x}\n"), 2, 33,
+                    "acme.eab.key", "unknown key \"key\"");
+    }
+}
+
+TEST_CASE("acme.key_type names one of four certificate key types", "[config]")
+{
+    CHECK(parse_acme_key_type("ecdsa-p256").value() == acme_key_type::ecdsa_p256);
+    CHECK(parse_acme_key_type("ecdsa-p384").value() == acme_key_type::ecdsa_p384);
+    CHECK(parse_acme_key_type("rsa2048").value() == acme_key_type::rsa2048);
+    CHECK(parse_acme_key_type("rsa4096").value() == acme_key_type::rsa4096);
+    check_error(only_error_in("acme:\n  key_type: rsa1024\n"), 2, 13, "acme.key_type",
+                "expected ecdsa-p256, ecdsa-p384, rsa2048 or rsa4096");
+}
+
+TEST_CASE("renew_when_remaining is a percentage from 1% to 99% or a duration", "[config]")
+{
+    CHECK(parse_percentage("33%").value() == Approx(0.33));
+    CHECK(parse_percentage("12.5%").value() == Approx(0.125));
+    CHECK(parse_percentage("1%").value() == Approx(0.01));
+    CHECK(parse_percentage("99%").value() == Approx(0.99));
+    for (const char* text : {"", "%", "33", "0%", "0.5%", "99.5%", "100%", "-5%", "+5%", "1e1%",
+                             ".5%", "5.%", "5 %", "inf%", "33%%"}) {
+        INFO(text);
+        CHECK_FALSE(parse_percentage(text).ok());
+    }
+
+    SECTION("a percentage")
+    {
+        const auto acme = parse_config("acme: {renew_when_remaining: 50%}\n", "t").acme;
+        CHECK(acme.renew_remaining_fraction == Approx(0.5));
+        CHECK_FALSE(acme.renew_before.has_value());
+    }
+    SECTION("a duration")
+    {
+        const auto acme = parse_config("acme: {renew_when_remaining: 30d}\n", "t").acme;
+        REQUIRE(acme.renew_before.has_value());
+        CHECK(*acme.renew_before == std::chrono::hours(24 * 30));
+    }
+    SECTION("a percentage out of range")
+    {
+        check_error(only_error_in("acme:\n  renew_when_remaining: 100%\n"), 2, 25,
+                    "acme.renew_when_remaining", "must be from 1% to 99%");
+    }
+    SECTION("a bare number")
+    {
+        check_error(only_error_in("acme:\n  renew_when_remaining: 33\n"), 2, 25,
+                    "acme.renew_when_remaining", "expected a percentage such as 33% or a duration");
+    }
+    SECTION("a duration under a second")
+    {
+        check_error(only_error_in("acme:\n  renew_when_remaining: 500ms\n"), 2, 25,
+                    "acme.renew_when_remaining", "must be at least 1s");
+    }
+}
+
+TEST_CASE("acme durations are at least a second and retry.max is at least retry.min", "[config]")
+{
+    SECTION("check_every under a second")
+    {
+        check_error(only_error_in("acme:\n  check_every: 500ms\n"), 2, 16, "acme.check_every",
+                    "must be at least 1s");
+    }
+    SECTION("check_every without a unit")
+    {
+        check_error(only_error_in("acme:\n  check_every: 10\n"), 2, 16, "acme.check_every",
+                    "needs a unit");
+    }
+    SECTION("retry.min of zero")
+    {
+        check_error(only_error_in("acme:\n  retry: {min: 0s}\n"), 2, 16, "acme.retry.min",
+                    "must be greater than zero");
+    }
+    SECTION("retry.max under retry.min")
+    {
+        check_error(only_error_in("acme:\n  retry: {min: 10m, max: 5m}\n"), 2, 26, "acme.retry.max",
+                    "must be at least retry.min (10m), found 5m");
+    }
+    SECTION("retry.max under the default retry.min")
+    {
+        check_error(only_error_in("acme:\n  retry: {max: 30s}\n"), 2, 16, "acme.retry.max",
+                    "must be at least retry.min (1m), found 30s");
+    }
+    SECTION("retry.min over the default retry.max")
+    {
+        check_error(only_error_in("acme:\n  retry: {min: 12h}\n"), 2, 16, "acme.retry.min",
+                    "must be at most retry.max, which is 6h unless set");
+    }
+    SECTION("retry.min equal to retry.max")
+    {
+        const auto acme = parse_config("acme: {retry: {min: 5m, max: 5m}}\n", "t").acme;
+        CHECK(acme.retry_min == 5min);
+        CHECK(acme.retry_max == 5min);
+    }
+}
+
+TEST_CASE("acme.orders_per_minute is a whole number of at least one", "[config]")
+{
+    check_error(only_error_in("acme:\n  orders_per_minute: 0\n"), 2, 22, "acme.orders_per_minute",
+                "must be greater than zero");
+    check_error(only_error_in("acme:\n  orders_per_minute: ten\n"), 2, 22, "acme.orders_per_minute",
+                "expected a whole number");
+}
+
+TEST_CASE("an unknown key in the acme section is an error at the key", "[config]")
+{
+    check_error(only_error_in("acme:\n  directories: letsencrypt\n"), 2, 3, "acme.directories",
+                "unknown key \"directories\"; expected one of: email, directory,");
+}
+
+TEST_CASE("a route takes its certificate from ACME with tls: acme or tls: {acme: ...}", "[config]")
+{
+    const auto config = parse_config(yaml(R"(
+listen: {https: ":443"}
+routes:
+  - host: app.example.com
+    tls: acme
+    hsts: true
+    paths: [{upstream: "http://backend"}]
+  - host: api.example.com
+    tls:
+      acme:
+        extra_names: [WWW.Example.com., api2.example.com]
+    paths: [{upstream: "http://backend"}]
+  - host: c.example.com
+    tls: {acme: {}}
+    redirect_http: false
+    paths: [{upstream: "http://backend"}]
+  - host: d.example.com
+    tls:
+      acme:
+    paths: [{upstream: "http://backend"}]
+)"),
+                                     "t");
+    REQUIRE(config.routes.size() == 4);
+    for (const route& each : config.routes) {
+        INFO(each.host);
+        CHECK(each.tls.source == tls_source::acme);
+    }
+    CHECK(config.routes[0].tls.extra_names.empty());
+    CHECK(config.routes[0].redirect_http);
+    CHECK(config.routes[0].hsts.enabled);
+    CHECK(config.routes[1].tls.extra_names ==
+          std::vector<std::string>{"www.example.com", "api2.example.com"});
+    CHECK(config.routes[2].tls.extra_names.empty());
+    CHECK_FALSE(config.routes[2].redirect_http);
+    CHECK(config.routes[3].tls.extra_names.empty());
+}
+
+TEST_CASE("an acme route needs the https listener and a host that is not a wildcard", "[config]")
+{
+    SECTION("without listen.https")
+    {
+        check_error(only_error_in(yaml(R"(
+routes:
+  - host: a.example.com
+    tls: {acme: {extra_names: [b.example.com]}}
+    paths: [{upstream: "http://backend"}]
+)")),
+                    3, 10, "routes[0].tls", "listen.https is not set");
+    }
+    SECTION("a wildcard host")
+    {
+        check_error(
+            only_error_in(yaml(R"(
+listen: {https: ":443"}
+routes:
+  - host: "*.example.com"
+    tls: acme
+    paths: [{upstream: "http://backend"}]
+)")),
+            4, 10, "routes[0].tls",
+            "HTTP-01 cannot validate wildcard names; use tls: internal or tls: {cert, key}");
+    }
+    SECTION("acme mixed with cert and key")
+    {
+        check_error(only_error_in(yaml(R"(
+listen: {https: ":443"}
+routes:
+  - host: a.example.com
+    tls: {acme: {}, cert: a.crt, key: a.key}
+    paths: [{upstream: "http://backend"}]
+)")),
+                    4, 11, "routes[0].tls.acme", "either from acme or from cert and key");
+    }
+    SECTION("an unknown key under acme")
+    {
+        check_error(only_error_in(yaml(R"(
+listen: {https: ":443"}
+routes:
+  - host: a.example.com
+    tls: {acme: {names: [b.example.com]}}
+    paths: [{upstream: "http://backend"}]
+)")),
+                    4, 18, "routes[0].tls.acme.names", "unknown key \"names\"");
+    }
+}
+
+TEST_CASE("extra names are distinct DNS names other than the route's host", "[config]")
+{
+    CHECK(parse_acme_dns_name("WWW.Example.COM.").value() == "www.example.com");
+    for (const char* text :
+         {"", "*.example.com", "a.*.example.com", "10.0.0.1", "bad_name.example.com",
+          "www.example.com:443", "-a.example.com", "[::1]"}) {
+        INFO(text);
+        CHECK_FALSE(parse_acme_dns_name(text).ok());
+    }
+
+    const auto errors = errors_in(yaml(R"(
+listen: {https: ":443"}
+routes:
+  - host: a.example.com
+    tls:
+      acme:
+        extra_names:
+          - "*.example.com"
+          - 10.0.0.1
+          - bad_name.example.com
+          - A.example.com
+          - b.example.com
+          - B.Example.com.
+    paths: [{upstream: "http://backend"}]
+)"));
+    for (const auto& error : errors) {
+        UNSCOPED_INFO(error.to_string());
+    }
+    REQUIRE(errors.size() == 5);
+    const std::string names = "routes[0].tls.acme.extra_names";
+    check_error(errors[0], 7, 13, names + "[0]", "HTTP-01 cannot validate wildcard names");
+    check_error(errors[1], 8, 13, names + "[1]", "invalid DNS name \"10.0.0.1\"");
+    check_error(errors[2], 9, 13, names + "[2]", "invalid DNS name \"bad_name.example.com\"");
+    check_error(errors[3], 10, 13, names + "[3]", "is the route's host");
+    check_error(errors[4], 12, 13, names + "[5]",
+                "duplicate extra name \"b.example.com\"; it is already on line 11");
+}
+
+TEST_CASE("a name is on one certificate only: no extra name is another route's", "[config]")
+{
+    const auto errors = errors_in(yaml(R"(
+listen: {https: ":443"}
+routes:
+  - host: a.example.com
+    tls: {acme: {extra_names: [www.example.com, b.example.com]}}
+    paths: [{upstream: "http://backend"}]
+  - host: b.example.com
+    tls: internal
+    paths: [{upstream: "http://backend"}]
+  - host: c.example.com
+    tls: {acme: {extra_names: [WWW.example.com]}}
+    paths: [{upstream: "http://backend"}]
+)"));
+    for (const auto& error : errors) {
+        UNSCOPED_INFO(error.to_string());
+    }
+    REQUIRE(errors.size() == 2);
+    check_error(errors[0], 4, 49, "routes[0].tls.acme.extra_names[1]",
+                "\"b.example.com\" is the host of the route on line 6;");
+    check_error(errors[1], 10, 32, "routes[2].tls.acme.extra_names[0]",
+                "\"www.example.com\" is already an extra name on line 4;");
+    for (const auto& error : errors) {
+        CHECK_THAT(error.message, Catch::EndsWith("; a name can be on only one certificate"));
+    }
+}
+
+TEST_CASE("the acme example in docs/configuration.md parses with the values it shows", "[config]")
+{
+    const auto folder = std::filesystem::temp_directory_path() / "gatehouse-config-acme-docs";
+    std::filesystem::create_directories(folder);
+    std::ofstream(folder / "extra-ca.pem") << "certificate";
+    const std::string markdown = read_text(repository_root / "docs" / "configuration.md");
+    const auto config =
+        parse_config(yaml_block_after(markdown, "### acme"), (folder / "gatehouse.yaml").string());
+    std::filesystem::remove_all(folder);
+
+    CHECK(config.acme.email == "ops@example.com");
+    CHECK(config.acme.directories ==
+          std::vector<std::string>{"https://acme-v02.api.letsencrypt.org/directory"});
+    CHECK(config.acme.ca_bundle_file == (folder / "extra-ca.pem").string());
+    REQUIRE(config.acme.eab.has_value());
+    CHECK(config.acme.eab->key_id == "KID");
+    CHECK(config.acme.renew_remaining_fraction == Approx(0.33));
+    REQUIRE(config.routes.size() == 2);
+    CHECK(config.routes[0].tls.source == tls_source::acme);
+    CHECK(config.routes[0].tls.extra_names == std::vector<std::string>{"www.example.com"});
+    CHECK(config.routes[1].tls.source == tls_source::acme);
+    CHECK(config.routes[1].tls.extra_names.empty());
 }
