@@ -24,6 +24,8 @@ public:
             return "signing failed";
         case errc::invalid_argument:
             return "invalid argument";
+        case errc::unreachable:
+            return "CA unreachable";
         }
         return "unknown acme error";
     }

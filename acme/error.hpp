@@ -31,6 +31,10 @@ enum class errc {
 
     // Any other argument out of range, such as an EAB key that is not base64url.
     invalid_argument,
+
+    // The CA could not be reached, or did not answer in time: refused, reset, a TLS
+    // certificate that does not verify. The message says which.
+    unreachable,
 };
 
 // The category of errc values; its name is "gatehouse.acme".

@@ -4,6 +4,7 @@
 #include "acme/jws.hpp"
 #include "pki/jose.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -462,10 +463,17 @@ next_action order_flow::poll_again(const http_response& response, post request)
         return finish(failed{make_problem(problem_kind::other, what), true});
     }
 
-    // Section 8.2: the server may say how long to wait; otherwise poll at our own pace.
-    std::chrono::seconds delay = request_.poll_interval;
+    // Section 8.2: the server may say how long to wait; otherwise poll at our own pace,
+    // soon at first and less often the longer it takes.
+    std::chrono::milliseconds delay = request_.first_poll_interval;
+    for (int poll = 1; poll < polls_ && delay < request_.poll_interval; ++poll) {
+        delay *= 2;
+    }
+    delay = std::min(delay, request_.poll_interval);
     if (auto retry_after = response.header("retry-after")) {
-        delay = parse_retry_after(*retry_after, now_()).value_or(delay);
+        if (auto asked = parse_retry_after(*retry_after, now_())) {
+            delay = *asked;
+        }
     }
     current_ = std::move(request);
     step_ = step::waiting;

@@ -273,6 +273,21 @@ result<std::string> certificate_to_pem(X509* certificate)
     return internal::bio_text(bio->get());
 }
 
+result<std::string> certificate_to_der(X509* certificate)
+{
+    if (certificate == nullptr) {
+        return make_error(errc::invalid_argument, "no certificate given");
+    }
+    unsigned char* der = nullptr;
+    const int length = i2d_X509(certificate, &der);
+    if (length <= 0) {
+        return openssl_failure("i2d_X509");
+    }
+    std::string bytes(reinterpret_cast<const char*>(der), static_cast<std::size_t>(length));
+    OPENSSL_free(der);
+    return bytes;
+}
+
 result<certificate_info> describe_certificate(X509* certificate)
 {
     if (certificate == nullptr) {

@@ -34,6 +34,10 @@ result<certificate_chain> parse_certificate_chain(std::string_view pem);
 // chain has no leaf, and openssl_failure otherwise.
 result<std::string> chain_to_pem(const certificate_chain& chain);
 
+// One certificate in DER, as ACME's revokeCert carries it (RFC 8555 section 7.6). Fails with
+// invalid_argument for null, and openssl_failure otherwise.
+result<std::string> certificate_to_der(X509* certificate);
+
 // One certificate as PEM. Fails with invalid_argument for null, and openssl_failure otherwise.
 result<std::string> certificate_to_pem(X509* certificate);
 

@@ -90,6 +90,9 @@ std::string serialize_bundle(const certificate_bundle& bundle)
     object["names"] = bundle.names;
     object["issuer"] = bundle.issuer;
     object["serial"] = bundle.serial;
+    if (!bundle.acme_directory.empty()) {
+        object["acme_directory"] = bundle.acme_directory;
+    }
     put_time(object, "not_before", bundle.not_before);
     put_time(object, "not_after", bundle.not_after);
     put_time(object, "obtained_at", bundle.obtained_at);
@@ -113,6 +116,7 @@ result<certificate_bundle> parse_bundle(std::string_view text)
         get_string(object, "private_key_pem", bundle.private_key_pem) &&
         get_string(object, "issuer", bundle.issuer) &&
         get_string(object, "serial", bundle.serial) &&
+        get_string(object, "acme_directory", bundle.acme_directory) &&
         get_time(object, "not_before", bundle.not_before) &&
         get_time(object, "not_after", bundle.not_after) &&
         get_time(object, "obtained_at", bundle.obtained_at);

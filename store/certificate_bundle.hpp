@@ -3,9 +3,10 @@
 //
 // The JSON is the on-disk and on-wire format, so operators can write one by hand (see
 // docs/store.md): an object with "certificate_chain_pem" and "private_key_pem" (required) and
-// "names", "issuer", "serial", "not_before", "not_after" and "obtained_at" (optional; times are
-// RFC 3339 in UTC). Unknown fields are ignored, so a newer gatehouse can add some. The
-// certificate itself stays the truth about names and validity; these fields save parsing it.
+// "names", "issuer", "acme_directory", "serial", "not_before", "not_after" and "obtained_at"
+// (optional; times are RFC 3339 in UTC). Unknown fields are ignored, so a newer gatehouse can add
+// some. The certificate itself stays the truth about names and validity; these fields save parsing
+// it.
 #pragma once
 
 #include "store/store.hpp"
@@ -30,6 +31,10 @@ struct certificate_bundle {
     // Who issued it: "internal" (gatehouse's own CA), "acme" or "file" (copied in by an
     // operator); free text for any other source.
     std::string issuer;
+
+    // For issuer "acme": the directory URL of the CA that issued it, so renewals go to the
+    // same CA. Empty otherwise.
+    std::string acme_directory;
 
     // The leaf's serial number in hex, as the issuer wrote it; empty when unknown.
     std::string serial;

@@ -4,6 +4,10 @@
 #include "pki/jose.hpp"
 #include "tests/unit/acme/acme_test_support.hpp"
 
+#include <chrono>
+#include <string>
+#include <vector>
+
 #include <catch2/catch.hpp>
 
 namespace acme = gatehouse::acme;
@@ -181,7 +185,7 @@ TEST_CASE("an order runs from a new account to a downloaded certificate", "[acme
     parts = expect_post(next, key.get(), finalize_url, "n6");
     CHECK(json::parse(parts.payload) == json{{"csr", pki::base64url_encode("fake DER bytes")}});
     next = flow.on_response(reply(200, order_body("processing"), "n7"));
-    CHECK(expect<acme::wait>(next).duration == 2s);
+    CHECK(expect<acme::wait>(next).duration == 250ms);
     parts = expect_post(flow.on_waited(), key.get(), order_url, "n7");
     CHECK(parts.payload.empty());
     next = flow.on_response(reply(200, order_body("valid", true), "n8"));
@@ -308,6 +312,31 @@ TEST_CASE("a Retry-After while polling yields a wait of that many seconds", "[ac
 
     // After the wait the same authorization is polled again.
     expect_post(at.flow.on_waited(), at.key.get(), authz_url, "n4");
+}
+
+TEST_CASE("polls start soon and slow down to poll_interval", "[acme]")
+{
+    const auto key = acme_test::make_account_key();
+    auto request = example_request();
+    request.account_url = account_url;
+    request.nonce = "n0";
+    acme::order_flow flow(key.get(), request, &fixed_now);
+    expect_post(flow.start(), key.get(), "https://ca.test/order-plz", "n0");
+    auto next = flow.on_response(reply(201, order_body("ready"), "n1", {{"location", order_url}}));
+    expect_post(next, key.get(), finalize_url, "n1");
+
+    std::vector<std::chrono::milliseconds> waits;
+    for (int poll = 0; poll < 6; ++poll) {
+        const std::string nonce = "p" + std::to_string(poll);
+        waits.push_back(
+            expect<acme::wait>(flow.on_response(reply(200, order_body("processing"), nonce)))
+                .duration);
+        expect_post(flow.on_waited(), key.get(), order_url, nonce);
+    }
+    using namespace std::chrono_literals;
+    const std::vector<std::chrono::milliseconds> expected{250ms,  500ms,  1000ms,
+                                                          2000ms, 2000ms, 2000ms};
+    CHECK(waits == expected);
 }
 
 TEST_CASE("polling gives up, retryable, after max_polls attempts", "[acme]")
