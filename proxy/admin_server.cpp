@@ -71,6 +71,7 @@ nlohmann::json certificates_json(const certificate_manager* certificates)
         list.push_back({
             {"host", each.host},
             {"source", each.source},
+            {"ca", each.ca.empty() ? nlohmann::json(nullptr) : nlohmann::json(each.ca)},
             {"names", each.names},
             {"issuer", each.issuer},
             {"serial", each.serial},
@@ -81,6 +82,7 @@ nlohmann::json certificates_json(const certificate_manager* certificates)
             {"renew_at", optional_time(each.renew_at)},
             {"last_error",
              each.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(each.last_error)},
+            {"failed_attempts", each.failed_attempts},
             {"next_attempt", optional_time(each.next_attempt)},
         });
     }
@@ -109,6 +111,7 @@ std::string render_status_json(const server_status& status)
         }
         const char* tls = route.tls.source == config::tls_source::internal ? "internal"
                           : route.tls.source == config::tls_source::files  ? "files"
+                          : route.tls.source == config::tls_source::acme   ? "acme"
                                                                            : "off";
         routes.push_back({{"host", route.host}, {"tls", tls}, {"paths", paths}});
     }

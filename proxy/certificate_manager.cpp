@@ -1,8 +1,11 @@
 #include "proxy/certificate_manager.hpp"
 
+#include "acme/renewal_info.hpp"
 #include "pki/certificate.hpp"
 #include "pki/keys.hpp"
 #include "pki/local_ca.hpp"
+#include "proxy/acme_worker.hpp"
+#include "proxy/challenge_responder.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "store/certificate_bundle.hpp"
@@ -122,7 +125,8 @@ struct checked_certificate {
     pki::certificate_info info;
 };
 
-checked_certificate check_pair(const std::string& host, std::string chain_pem, std::string key_pem)
+checked_certificate check_pair(const std::string& host, std::string chain_pem, std::string key_pem,
+                               const std::vector<std::string>& extra_names = {})
 {
     auto chain = pki::parse_certificate_chain(chain_pem);
     if (!chain) {
@@ -142,7 +146,14 @@ checked_certificate check_pair(const std::string& host, std::string chain_pem, s
     if (!pki::covers_name(*info, host.starts_with("*.") ? "x" + host.substr(1) : host)) {
         throw std::runtime_error("the certificate does not cover " + host);
     }
-    return {{{host}, std::move(chain_pem), std::move(key_pem)}, std::move(*info)};
+    std::vector<std::string> hosts{host};
+    for (const auto& name : extra_names) {
+        if (!pki::covers_name(*info, name)) {
+            throw std::runtime_error("the certificate does not cover " + name);
+        }
+        hosts.push_back(name);
+    }
+    return {{std::move(hosts), std::move(chain_pem), std::move(key_pem)}, std::move(*info)};
 }
 
 // Takes `name`, waiting up to lock_wait for another instance to finish with it. Returns nothing
@@ -175,12 +186,50 @@ private:
     store::lock_lease lease_;
 };
 
-std::chrono::seconds grown_delay(std::chrono::seconds previous)
+std::chrono::seconds grown_delay(std::chrono::seconds previous,
+                                 std::chrono::seconds first = first_retry_delay,
+                                 std::chrono::seconds cap = max_retry_delay)
 {
     if (previous.count() == 0) {
-        return first_retry_delay;
+        return std::min(first, cap);
     }
-    return std::min(previous * 2, max_retry_delay);
+    return std::min(previous * 2, cap);
+}
+
+// How long to wait before asking again when another instance holds a certificate's lock: its
+// certificate reaches us through the store's watch long before this, in the normal case.
+constexpr std::chrono::seconds busy_retry_delay{5};
+
+// After this many failures in a row at one CA, a name moves on to the next directory listed.
+constexpr unsigned failures_before_next_ca = 2;
+
+std::mt19937_64& random_source()
+{
+    static thread_local std::mt19937_64 random{std::random_device{}()};
+    return random;
+}
+
+// Up to a twentieth of the lifetime earlier, so instances and names issued together do not all
+// renew at the same moment.
+std::chrono::seconds renewal_jitter(const pki::certificate_info& info)
+{
+    const auto lifetime = info.not_after - info.not_before;
+    const auto spread = std::chrono::duration_cast<std::chrono::seconds>(lifetime / 20).count();
+    return std::chrono::seconds(spread > 0 ? static_cast<long>(random_source()() % spread) : 0);
+}
+
+// When an ACME certificate is due for renewal by our own schedule: once the remaining lifetime
+// falls under the configured share (or duration).
+system_clock::time_point acme_renewal_due(const pki::certificate_info& info,
+                                          const config::acme_settings& settings)
+{
+    const auto lifetime = info.not_after - info.not_before;
+    const auto before =
+        settings.renew_before
+            ? std::chrono::duration_cast<system_clock::duration>(*settings.renew_before)
+            : std::chrono::duration_cast<system_clock::duration>(lifetime *
+                                                                 settings.renew_remaining_fraction);
+    return info.not_after - std::min(before, lifetime);
 }
 
 } // namespace
@@ -233,7 +282,9 @@ internal_ca_pem load_or_create_internal_ca(store::store& store)
 }
 
 struct certificate_manager::impl {
-    impl(store::store& s, publish_function p) : store(s), publish(std::move(p)) {}
+    impl(store::store& s, publish_function p, challenge_responder* c)
+        : store(s), publish(std::move(p)), challenges(c)
+    {}
 
     // One route host's certificate and what the manager knows about it.
     struct entry {
@@ -246,9 +297,19 @@ struct certificate_manager::impl {
         file_version certificate_version;
         file_version key_version;
 
-        // For internal: set when the store says the bundle changed.
+        // For internal and acme: set when the store says the bundle changed.
         bool store_changed = false;
         std::chrono::seconds retry_delay{0};
+
+        // For acme: every name on the certificate after the host, the CA in use (an index
+        // into the configured directories), failures in a row there, whether the worker has
+        // a job for it, and the last renewal window the CA suggested.
+        std::vector<std::string> extra_names;
+        std::size_t directory_index = 0;
+        unsigned failures_at_ca = 0;
+        bool job_pending = false;
+        std::optional<system_clock::time_point> renewal_info_checked;
+        std::optional<acme::renewal_window> renewal_window;
     };
 
     void run();
@@ -256,17 +317,24 @@ struct certificate_manager::impl {
     bool refresh_entry(entry& e, system_clock::time_point now, bool at_start);
     bool refresh_files(entry& e);
     bool refresh_internal(entry& e, system_clock::time_point now);
+    bool refresh_acme(entry& e, system_clock::time_point now);
+    void submit_acme(entry& e, acme_job::kind what);
+    void take_acme_outcomes(system_clock::time_point now);
+    void on_challenge_change(const store::change_event& event);
+    void reload_challenges();
     std::optional<checked_certificate> read_stored(const std::string& host);
     checked_certificate issue_internal(const std::string& host);
     const pki::local_ca& internal_ca();
     void sync_entries(const config::gatehouse_config& config);
     void publish_table();
     void record_success(entry& e, checked_certificate loaded);
-    void record_failure(entry& e, const std::string& error, system_clock::time_point now);
+    void record_failure(entry& e, const std::string& error, system_clock::time_point now,
+                        std::optional<std::chrono::seconds> retry_after = {});
     void on_store_change(const store::change_event& event);
 
     store::store& store;
     publish_function publish;
+    challenge_responder* challenges;
 
     mutable std::mutex mutex;
     std::condition_variable wake;
@@ -286,7 +354,12 @@ struct certificate_manager::impl {
     std::vector<ticket_key> ticket_keys;
     std::chrono::steady_clock::time_point last_rotation;
     std::unique_ptr<store::watch_handle> watch;
+    std::unique_ptr<store::watch_handle> challenge_watch;
+    std::unique_ptr<acme_worker> acme;
     std::thread thread;
+
+    // Finished ACME jobs, handed over by the worker's thread, under `mutex`.
+    std::vector<acme_outcome> acme_outcomes;
 
     // Copies for status(), under `mutex`.
     std::vector<certificate_status> status_copy;
@@ -309,9 +382,17 @@ void certificate_manager::impl::sync_entries(const config::gatehouse_config& nex
         if (added || source_changed) {
             e = entry{};
             e.status.host = route.host;
-            e.status.source =
-                route.tls.source == config::tls_source::internal ? "internal" : "files";
+            e.status.source = route.tls.source == config::tls_source::internal ? "internal"
+                              : route.tls.source == config::tls_source::acme   ? "acme"
+                                                                               : "files";
             e.tls = route.tls;
+            e.extra_names = route.tls.extra_names;
+        } else if (e.extra_names != route.tls.extra_names) {
+            // New names need a new certificate; the old one serves the old names meanwhile.
+            e.tls = route.tls;
+            e.extra_names = route.tls.extra_names;
+            e.status.renew_at = system_clock::now();
+            e.status.next_attempt.reset();
         }
     }
     std::erase_if(entries, [&](const auto& item) { return !wanted.contains(item.first); });
@@ -445,6 +526,189 @@ bool certificate_manager::impl::refresh_internal(entry& e, system_clock::time_po
     return true;
 }
 
+bool certificate_manager::impl::refresh_acme(entry& e, system_clock::time_point now)
+{
+    const std::string& host = e.status.host;
+    const auto& directories = active->acme.directories;
+    e.directory_index = std::min(e.directory_index, directories.size() - 1);
+    e.status.ca = directories[e.directory_index];
+
+    // A certificate in the store that we do not serve yet: ordered by our worker, by another
+    // instance, or copied in by an operator.
+    bool changed = false;
+    if (!e.current || std::exchange(e.store_changed, false)) {
+        auto text = value_or_throw(store.get(store::keys::certificate(host)),
+                                   "reading the certificate from the store");
+        if (!text && e.current && e.status.renew_at && *e.status.renew_at > now) {
+            // Removed from the store (`gatehouse revoke` does that): replace it at once.
+            e.status.renew_at = now;
+            e.status.next_attempt.reset();
+        }
+        if (text) {
+            auto bundle = value_or_throw(store::parse_bundle(*text), "the stored certificate");
+            auto stored = check_pair(host, bundle.certificate_chain_pem, bundle.private_key_pem,
+                                     e.extra_names);
+            const bool valid_now = stored.info.not_before <= now && now < stored.info.not_after;
+            if (valid_now && (!e.current || e.current->info.serial_hex != stored.info.serial_hex)) {
+                // Renewals stay with the CA that issued it (when it is still configured).
+                const auto from =
+                    std::find(directories.begin(), directories.end(), bundle.acme_directory);
+                if (from != directories.end()) {
+                    e.directory_index = static_cast<std::size_t>(from - directories.begin());
+                    e.status.ca = *from;
+                }
+                const bool renewal = e.current.has_value();
+                record_success(e, std::move(stored));
+                log::write(*logger(), spdlog::level::info,
+                           renewal ? "certificate renewed" : "certificate loaded",
+                           {{"host", host},
+                            {"issuer", "acme"},
+                            {"serial", e.status.serial},
+                            {"not_after", store::format_rfc3339(e.status.not_after)}});
+                changed = true;
+            }
+        }
+    }
+    if (e.job_pending) {
+        return changed;
+    }
+
+    const bool due = !e.current || !e.status.renew_at || now >= *e.status.renew_at;
+    if (due && (!e.status.next_attempt || now >= *e.status.next_attempt)) {
+        submit_acme(e, acme_job::kind::order);
+    } else if (!due && e.current &&
+               (!e.renewal_info_checked ||
+                now - *e.renewal_info_checked >= active->acme.check_every)) {
+        // The CA may want this certificate replaced sooner (or later) than our schedule.
+        e.renewal_info_checked = now;
+        submit_acme(e, acme_job::kind::renewal_info);
+    }
+    return changed;
+}
+
+void certificate_manager::impl::submit_acme(entry& e, acme_job::kind what)
+{
+    if (!acme) {
+        acme = std::make_unique<acme_worker>(store, challenges, [this](acme_outcome outcome) {
+            std::lock_guard lock(mutex);
+            acme_outcomes.push_back(std::move(outcome));
+            wake.notify_one();
+        });
+    }
+    acme_job job;
+    job.what = what;
+    job.host = e.status.host;
+    job.names.push_back(e.status.host);
+    job.names.insert(job.names.end(), e.extra_names.begin(), e.extra_names.end());
+    job.directory_url = e.status.ca;
+    job.settings = active->acme;
+    if (e.current) {
+        job.current_serial = e.current->info.serial_hex;
+        job.current_chain_pem = e.current->material.chain_pem;
+    }
+    e.job_pending = acme->submit(std::move(job)) || acme->pending(e.status.host);
+}
+
+void certificate_manager::impl::take_acme_outcomes(system_clock::time_point now)
+{
+    std::vector<acme_outcome> outcomes;
+    {
+        std::lock_guard lock(mutex);
+        outcomes.swap(acme_outcomes);
+    }
+    for (auto& outcome : outcomes) {
+        const auto found = entries.find(outcome.host);
+        if (found == entries.end() || found->second.tls.source != config::tls_source::acme) {
+            continue; // the route went away while its job ran
+        }
+        entry& e = found->second;
+        e.job_pending = false;
+
+        if (outcome.what == acme_job::kind::renewal_info) {
+            // Section 4.2 of RFC 9773: a new window means a new random point inside it.
+            if (outcome.window && e.current &&
+                (!e.renewal_window || e.renewal_window->start != outcome.window->start ||
+                 e.renewal_window->end != outcome.window->end)) {
+                e.renewal_window = outcome.window;
+                e.status.renew_at =
+                    acme::choose_renewal_time(*outcome.window, now, random_source()());
+                log::write(*logger(), spdlog::level::info, "renewal window from the CA",
+                           {{"host", e.status.host},
+                            {"start", store::format_rfc3339(outcome.window->start)},
+                            {"end", store::format_rfc3339(outcome.window->end)},
+                            {"renew_at", store::format_rfc3339(*e.status.renew_at)}});
+            }
+            continue;
+        }
+        if (outcome.busy) {
+            e.status.next_attempt = now + busy_retry_delay;
+            continue;
+        }
+        if (outcome.stored) {
+            e.store_changed = true;
+            e.failures_at_ca = 0;
+            e.status.next_attempt.reset();
+            continue;
+        }
+
+        // A CA that keeps failing for this name hands it on to the next one listed.
+        const auto& directories = active->acme.directories;
+        if (++e.failures_at_ca >= failures_before_next_ca && directories.size() > 1) {
+            e.failures_at_ca = 0;
+            e.directory_index = (e.directory_index + 1) % directories.size();
+            log::write(*logger(), spdlog::level::warn, "switching CA",
+                       {{"host", e.status.host},
+                        {"from", outcome.directory_url},
+                        {"to", directories[e.directory_index]}});
+            e.status.ca = directories[e.directory_index];
+        }
+        record_failure(e, outcome.error + (outcome.retryable ? "" : " (permanent)"), now,
+                       outcome.retry_after);
+    }
+}
+
+void certificate_manager::impl::on_challenge_change(const store::change_event& event)
+{
+    // Runs on the store's thread; reading the store from here is allowed.
+    if (event.kind == store::change_kind::resync) {
+        reload_challenges();
+        return;
+    }
+    const std::string prefix = store::keys::challenges_prefix();
+    if (!event.key.starts_with(prefix)) {
+        return;
+    }
+    const std::string token = event.key.substr(prefix.size());
+    if (event.kind == store::change_kind::removed) {
+        challenges->remove(token);
+        return;
+    }
+    auto value = store.get(event.key);
+    if (value && *value) {
+        challenges->add(token, **value);
+    } else if (value) {
+        challenges->remove(token);
+    }
+}
+
+void certificate_manager::impl::reload_challenges()
+{
+    const std::string prefix = store::keys::challenges_prefix();
+    auto keys = store.list(prefix);
+    if (!keys) {
+        log::write(*logger(), spdlog::level::warn, "reading challenge answers failed",
+                   {{"error", keys.error().message()}});
+        return;
+    }
+    std::map<std::string, std::string, std::less<>> answers;
+    for (const auto& key : *keys) {
+        if (auto value = store.get(key); value && *value) {
+            answers.emplace(key.substr(prefix.size()), **value);
+        }
+    }
+    challenges->replace_all(std::move(answers));
+}
+
 void certificate_manager::impl::record_success(entry& e, checked_certificate loaded)
 {
     e.status.names = loaded.info.dns_names;
@@ -455,14 +719,14 @@ void certificate_manager::impl::record_success(entry& e, checked_certificate loa
     e.status.last_error.clear();
     e.status.next_attempt.reset();
     e.retry_delay = std::chrono::seconds(0);
+    e.status.failed_attempts = 0;
     if (e.tls.source == config::tls_source::internal) {
-        // A little jitter, so instances and hosts issued together do not renew in lockstep.
-        const auto lifetime = loaded.info.not_after - loaded.info.not_before;
-        static thread_local std::mt19937_64 random{std::random_device{}()};
-        const auto spread = std::chrono::duration_cast<std::chrono::seconds>(lifetime / 20).count();
-        const auto jitter =
-            std::chrono::seconds(spread > 0 ? static_cast<long>(random() % spread) : 0);
-        e.status.renew_at = pki::renewal_due(loaded.info) - jitter;
+        e.status.renew_at = pki::renewal_due(loaded.info) - renewal_jitter(loaded.info);
+    } else if (e.tls.source == config::tls_source::acme) {
+        e.status.renew_at =
+            acme_renewal_due(loaded.info, active->acme) - renewal_jitter(loaded.info);
+        e.renewal_window.reset();
+        e.renewal_info_checked.reset();
     } else {
         e.status.renew_at.reset();
     }
@@ -471,23 +735,42 @@ void certificate_manager::impl::record_success(entry& e, checked_certificate loa
 }
 
 void certificate_manager::impl::record_failure(entry& e, const std::string& error,
-                                               system_clock::time_point now)
+                                               system_clock::time_point now,
+                                               std::optional<std::chrono::seconds> retry_after)
 {
-    e.retry_delay = grown_delay(e.retry_delay);
+    // ACME backs off on the configured scale (minutes to hours, to spare the CA); local
+    // sources retry within seconds.
+    if (e.tls.source == config::tls_source::acme) {
+        e.retry_delay = grown_delay(e.retry_delay, active->acme.retry_min, active->acme.retry_max);
+    } else {
+        e.retry_delay = grown_delay(e.retry_delay);
+    }
+    const auto wait = std::max(e.retry_delay, retry_after.value_or(std::chrono::seconds(0)));
+    ++e.status.failed_attempts;
     e.status.last_error = error;
-    e.status.next_attempt = now + e.retry_delay;
+    e.status.next_attempt = now + wait;
     process_metrics().certificate_failures.fetch_add(1, std::memory_order_relaxed);
     log::write(*logger(), spdlog::level::err,
                e.current ? "certificate update failed, keeping the current one"
                          : "certificate unavailable",
                {{"host", e.status.host},
                 {"source", e.status.source},
-                {"retry_in", static_cast<std::int64_t>(e.retry_delay.count())},
+                {"attempt", static_cast<std::int64_t>(e.status.failed_attempts)},
+                {"retry_in", static_cast<std::int64_t>(wait.count())},
                 {"error", error}});
 }
 
 bool certificate_manager::impl::refresh_entry(entry& e, system_clock::time_point now, bool at_start)
 {
+    if (e.tls.source == config::tls_source::acme) {
+        // Never fatal, not even at start: the CA may be down, and the rest must serve.
+        try {
+            return refresh_acme(e, now);
+        } catch (const std::exception& failure) {
+            record_failure(e, failure.what(), now);
+            return false;
+        }
+    }
     try {
         return e.tls.source == config::tls_source::files ? refresh_files(e)
                                                          : refresh_internal(e, now);
@@ -523,6 +806,7 @@ bool certificate_manager::impl::refresh(bool at_start)
 
     bool changed = everything;
     const auto now = system_clock::now();
+    take_acme_outcomes(now);
     for (auto& [host, e] : entries) {
         changed = refresh_entry(e, now, at_start) || changed;
     }
@@ -594,8 +878,9 @@ void certificate_manager::impl::run()
     }
 }
 
-certificate_manager::certificate_manager(store::store& store, publish_function publish)
-    : impl_(std::make_unique<impl>(store, std::move(publish)))
+certificate_manager::certificate_manager(store::store& store, publish_function publish,
+                                         challenge_responder* challenges)
+    : impl_(std::make_unique<impl>(store, std::move(publish), challenges))
 {}
 
 certificate_manager::~certificate_manager()
@@ -608,7 +893,10 @@ certificate_manager::~certificate_manager()
     if (impl_->thread.joinable()) {
         impl_->thread.join();
     }
+    // The worker's result callback takes the mutex; it is gone once the worker is.
+    impl_->acme.reset();
     impl_->watch.reset();
+    impl_->challenge_watch.reset();
 }
 
 void certificate_manager::start(std::shared_ptr<const config::gatehouse_config> config)
@@ -628,6 +916,18 @@ void certificate_manager::start(std::shared_ptr<const config::gatehouse_config> 
         throw std::runtime_error("watching the store: " + watch.error().message());
     }
     self.watch = std::move(*watch);
+
+    // Every instance answers every challenge in the store, whoever placed the order.
+    if (self.challenges != nullptr) {
+        auto challenge_watch = self.store.watch(
+            store::keys::challenges_prefix(),
+            [&self](const store::change_event& event) { self.on_challenge_change(event); });
+        if (!challenge_watch) {
+            throw std::runtime_error("watching the store: " + challenge_watch.error().message());
+        }
+        self.challenge_watch = std::move(*challenge_watch);
+        self.reload_challenges();
+    }
 
     self.ticket_keys = {make_ticket_key()};
     self.last_rotation = std::chrono::steady_clock::now();

@@ -6,6 +6,11 @@
 //   short-lived certificate for the route's host; it is stored, and renewed once two thirds
 //   of its lifetime have passed. A bundle that another instance or an operator puts in the
 //   store for the host is picked up and served as it is, as long as it is valid for the host.
+// - tls: acme. An ACME CA (Let's Encrypt by default) issues a certificate for the route's host
+//   and extra names; the acme_worker orders it on its own thread, answering http-01 through the
+//   store and the challenge responder, and it is renewed once the configured share of its
+//   lifetime remains, or when the CA's renewal window (ARI) says. Until the first one arrives,
+//   handshakes for the name fail; a failed renewal keeps the old one.
 // - tls: {cert, key}. Two PEM files kept by the operator, checked every second; a change is
 //   loaded when the pair parses and the key matches, and otherwise logged while the previous
 //   pair keeps serving.
@@ -37,8 +42,11 @@ namespace gatehouse::proxy {
 struct certificate_status {
     // The route host the certificate serves.
     std::string host;
-    // "internal" or "files".
+    // "internal", "acme" or "files".
     std::string source;
+
+    // For acme: the directory URL of the CA in use.
+    std::string ca;
 
     // Empty until a certificate has been loaded.
     std::vector<std::string> names;
@@ -47,21 +55,27 @@ struct certificate_status {
     std::chrono::system_clock::time_point not_before{};
     std::chrono::system_clock::time_point not_after{};
 
-    // When the internal CA will replace it; unset for files, which the operator renews.
+    // When it will be replaced; unset for files, which the operator renews.
     std::optional<std::chrono::system_clock::time_point> renew_at;
 
-    // The last failure to obtain or reload it, cleared by the next success.
+    // The last failure to obtain or reload it, cleared by the next success, and how many
+    // attempts in a row have failed.
     std::string last_error;
+    unsigned failed_attempts = 0;
     std::optional<std::chrono::system_clock::time_point> next_attempt;
 };
+
+class challenge_responder;
 
 class certificate_manager {
 public:
     // Receives every new table, on the manager's thread (or the caller's, during start).
     using publish_function = std::function<void(std::shared_ptr<const tls_table>)>;
 
-    // `store` must outlive the manager.
-    certificate_manager(store::store& store, publish_function publish);
+    // `store` must outlive the manager, and so must `challenges` when given: it receives the
+    // http-01 answers of every instance sharing the store.
+    certificate_manager(store::store& store, publish_function publish,
+                        challenge_responder* challenges = nullptr);
     ~certificate_manager();
 
     certificate_manager(const certificate_manager&) = delete;

@@ -509,6 +509,21 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
     ex.host =
         !resolved->authority.empty() ? resolved->authority : std::string(ex.head.host.value_or(""));
 
+    // ACME http-01 (RFC 8555 section 8.3) is answered before redirects and routing, for any
+    // host, so a CA's validation never depends on how a route is set up. A token no order of
+    // ours waits on goes on to routing, where a backend with its own ACME client may answer.
+    if (!client_.is_tls() && (ex.head.method == "GET" || ex.head.method == "HEAD")) {
+        const auto path = path_of(resolved->origin_form);
+        if (path.starts_with(acme_challenge_prefix)) {
+            const auto token = path.substr(acme_challenge_prefix.size());
+            if (auto answer = worker_.shared().challenges.answer(token)) {
+                process_metrics().acme_challenges_answered.fetch_add(1, std::memory_order_relaxed);
+                co_await send_simple(ex, 200, *answer, ex.client_keep_alive);
+                co_return ex.client_keep_alive&& ex.request_consumed();
+            }
+        }
+    }
+
     auto match = settings.routes.find(ex.host, resolved->origin_form);
     if (!match) {
         co_await send_simple(ex, 404, "no route for this host and path\n", ex.client_keep_alive);

@@ -1,6 +1,7 @@
 // gatehouse: an ingress that is both a reverse proxy and a certificate manager.
 // main() only reads the command line and wires the pieces together.
 #include "config/config_loader.hpp"
+#include "proxy/acme_commands.hpp"
 #include "proxy/certificate_manager.hpp"
 #include "proxy/log.hpp"
 #include "proxy/server.hpp"
@@ -11,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -32,6 +34,15 @@ commands:
   trust --config FILE [--install]
                            print the internal CA's certificate (PEM), creating the CA in the
                            store first if needed; --install adds it to the system trust store
+  revoke HOST --config FILE [--reason REASON]
+                           revoke HOST's ACME certificate (REASON: an RFC 5280 name such as
+                           keyCompromise or superseded, or its number) and remove it from the
+                           store, so running instances order a new one
+  account rollover --config FILE
+                           replace the ACME account key at every configured CA
+  diagnose HOST --config FILE [--port PORT]
+                           explain why an HTTP-01 validation of HOST would fail (configuration,
+                           DNS, port PORT (80) reaching gatehouse, redirects); changes nothing
   version                  print the version
   help                     print this text
 
@@ -127,6 +138,93 @@ int trust(const std::string& path, bool install)
     }
 }
 
+// Loads the configuration for a command that only reads it; prints the errors when it fails.
+std::optional<gatehouse::config::gatehouse_config> load_for_command(const std::string& path)
+{
+    try {
+        return gatehouse::config::load_config_file(path);
+    } catch (const gatehouse::config::config_load_error& failure) {
+        print_errors(failure);
+        return std::nullopt;
+    }
+}
+
+// Takes "--NAME VALUE" or "--NAME=VALUE" out of `options`; nullopt when absent, and an empty
+// string when the value is missing.
+std::optional<std::string> take_option(std::vector<std::string_view>& options,
+                                       std::string_view name)
+{
+    const std::string flag = "--" + std::string(name);
+    for (std::size_t i = 0; i < options.size(); ++i) {
+        if (options[i] == flag) {
+            std::string value = i + 1 < options.size() ? std::string(options[i + 1]) : "";
+            options.erase(options.begin() + static_cast<long>(i),
+                          options.begin() + static_cast<long>(std::min(i + 2, options.size())));
+            return value;
+        }
+        if (options[i].starts_with(flag + "=")) {
+            std::string value(options[i].substr(flag.size() + 1));
+            options.erase(options.begin() + static_cast<long>(i));
+            return value;
+        }
+    }
+    return std::nullopt;
+}
+
+int acme_command(std::string_view command, std::vector<std::string_view> options)
+{
+    std::string host;
+    if (command == "account") {
+        if (options.empty() || options.front() != "rollover") {
+            return usage_error("account needs a subcommand: account rollover --config FILE");
+        }
+    } else {
+        if (options.empty() || options.front().starts_with("--")) {
+            return usage_error(std::string(command) + " needs a HOST");
+        }
+        host = options.front();
+    }
+    options.erase(options.begin());
+
+    const auto reason_text = take_option(options, "reason");
+    const auto port_text = take_option(options, "port");
+    if ((reason_text && command != "revoke") || (port_text && command != "diagnose")) {
+        return usage_error("unexpected option for " + std::string(command));
+    }
+    std::string path;
+    if (!parse_config_option(options, path)) {
+        return usage_error(std::string(command) + " needs --config FILE");
+    }
+    std::optional<int> reason;
+    if (reason_text) {
+        reason = gatehouse::proxy::parse_revocation_reason(*reason_text);
+        if (!reason) {
+            return usage_error("unknown revocation reason '" + *reason_text + "'");
+        }
+    }
+    std::uint16_t port = 80;
+    if (port_text) {
+        char* end = nullptr;
+        const long value = std::strtol(port_text->c_str(), &end, 10);
+        if (port_text->empty() || *end != '\0' || value < 1 || value > 65535) {
+            return usage_error("--port needs a number from 1 to 65535");
+        }
+        port = static_cast<std::uint16_t>(value);
+    }
+
+    const auto loaded = load_for_command(path);
+    if (!loaded) {
+        return exit_usage;
+    }
+    if (command == "revoke") {
+        return gatehouse::proxy::revoke_certificate(*loaded, host, reason, std::cout, std::cerr);
+    }
+    if (command == "account") {
+        return gatehouse::proxy::rollover_account_keys(*loaded, std::cout, std::cerr);
+    }
+    return gatehouse::proxy::diagnose_host(*loaded, host, port, std::cout, std::cerr);
+}
+
 int run(const std::string& path)
 {
     gatehouse::config::gatehouse_config loaded;
@@ -190,6 +288,9 @@ int main(int argc, char** argv)
             return usage_error("trust needs --config FILE");
         }
         return trust(path, install);
+    }
+    if (command == "revoke" || command == "account" || command == "diagnose") {
+        return acme_command(command, std::move(options));
     }
     return usage_error("unknown command '" + std::string(command) + "'");
 }

@@ -76,6 +76,13 @@ std::string metrics::render_prometheus() const
     append_metric(out, "gatehouse_certificate_failures_total", "counter",
                   "Certificate issues, renewals or reloads that failed; the old one kept serving.",
                   certificate_failures);
+    append_metric(out, "gatehouse_acme_orders_total", "counter",
+                  "ACME orders placed with a CA, whatever their outcome.", acme_orders);
+    append_metric(out, "gatehouse_acme_order_failures_total", "counter",
+                  "ACME orders that ended without a certificate.", acme_order_failures);
+    append_metric(out, "gatehouse_acme_challenges_answered_total", "counter",
+                  "ACME http-01 challenge requests answered on the HTTP listener.",
+                  acme_challenges_answered);
     return out;
 }
 

@@ -34,6 +34,9 @@ struct metrics {
     std::atomic<std::uint64_t> tls_resumptions{0};
     std::atomic<std::uint64_t> certificate_updates{0};
     std::atomic<std::uint64_t> certificate_failures{0};
+    std::atomic<std::uint64_t> acme_orders{0};
+    std::atomic<std::uint64_t> acme_order_failures{0};
+    std::atomic<std::uint64_t> acme_challenges_answered{0};
 
     void count_response(unsigned status)
     {

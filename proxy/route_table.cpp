@@ -76,7 +76,7 @@ route_table::route_table(const std::vector<config::route>& routes)
     for (const auto& route : routes) {
         host_entry entry;
         for (const auto& path : route.paths) {
-            auto target = std::make_unique<path_target>();
+            auto target = std::make_shared<path_target>();
             target->host_pattern = route.host;
             target->prefix = path.prefix;
             target->strip_prefix = path.strip_prefix;
@@ -91,6 +91,9 @@ route_table::route_table(const std::vector<config::route>& routes)
         });
 
         hosts_.push_back(route.host);
+        for (const auto& extra : route.tls.extra_names) {
+            exact_.emplace(extra, entry);
+        }
         if (route.host.starts_with("*.")) {
             wildcard_.emplace(route.host.substr(1), std::move(entry));
         } else {

@@ -66,8 +66,9 @@ public:
 
 private:
     struct host_entry {
-        // Sorted by descending prefix length, so the first match is the longest.
-        std::vector<std::unique_ptr<path_target>> paths;
+        // Sorted by descending prefix length, so the first match is the longest. Shared by
+        // the route host and the extra names on its certificate, which route the same way.
+        std::vector<std::shared_ptr<path_target>> paths;
     };
 
     const host_entry* find_host(std::string_view host) const;

@@ -159,11 +159,13 @@ void server::impl::start_certificates()
     }
     certificate_store = std::move(*opened);
     certificates = std::make_unique<certificate_manager>(
-        *certificate_store, [this](std::shared_ptr<const tls_table> table) {
+        *certificate_store,
+        [this](std::shared_ptr<const tls_table> table) {
             for (auto& each : workers) {
                 each->apply_certificates(table);
             }
-        });
+        },
+        &shared.challenges);
     certificates->start(config);
     status.certificates = certificates.get();
     log::write(

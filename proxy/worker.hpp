@@ -4,6 +4,7 @@
 // Internal to proxy/: it exposes Asio.
 #pragma once
 
+#include "proxy/challenge_responder.hpp"
 #include "proxy/net.hpp"
 #include "proxy/proxy_settings.hpp"
 #include "proxy/relay_buffers.hpp"
@@ -33,6 +34,9 @@ struct shared_server_state {
     // Steady-clock seconds of the last "connection limit reached" warning, so a flood of
     // refused connections costs one log line per interval, not one per connection.
     std::atomic<std::int64_t> last_limit_warning{-1'000'000};
+
+    // The ACME http-01 answers the plain-HTTP listener serves.
+    challenge_responder challenges;
 };
 
 class worker {
