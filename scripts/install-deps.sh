@@ -9,7 +9,9 @@ build_packages=(
 )
 test_packages=(
     python3 python3-pytest python3-yaml curl ca-certificates openssl procps util-linux yamllint
-    nginx wrk haproxy
+    pebble  # the ACME test CA, with pebble-challtestsrv as its DNS server
+    # peers the tests and benchmarks compare with: proxies, a load generator, ACME clients
+    nginx wrk haproxy lego certbot
 )
 
 missing=()
