@@ -6,8 +6,8 @@
 #include "pki/certificate.hpp"
 #include "pki/jose.hpp"
 #include "proxy/acme_worker.hpp"
+#include "proxy/store_factory.hpp"
 #include "store/certificate_bundle.hpp"
-#include "store/file_store.hpp"
 #include "store/keys.hpp"
 #include "store/store.hpp"
 
@@ -45,13 +45,12 @@ constexpr std::array<std::pair<std::string_view, int>, 10> revocation_reasons{{
 
 std::unique_ptr<store::store> open_store(const config::gatehouse_config& config, std::ostream& err)
 {
-    std::string why;
-    auto opened = store::open_file_store(config.store.file_directory, &why);
-    if (!opened) {
-        err << "gatehouse: " << (why.empty() ? opened.error().message() : why) << '\n';
+    try {
+        return open_configured_store(config);
+    } catch (const std::exception& failure) {
+        err << "gatehouse: " << failure.what() << '\n';
         return nullptr;
     }
-    return std::move(*opened);
 }
 
 bool sleep_plainly(std::chrono::milliseconds duration)

@@ -1,7 +1,9 @@
 #include "proxy/certificate_manager.hpp"
 
+#include "acme/client.hpp"
 #include "acme/renewal_info.hpp"
 #include "pki/certificate.hpp"
+#include "pki/jose.hpp"
 #include "pki/keys.hpp"
 #include "pki/local_ca.hpp"
 #include "proxy/acme_worker.hpp"
@@ -322,6 +324,8 @@ struct certificate_manager::impl {
     void take_acme_outcomes(system_clock::time_point now);
     void on_challenge_change(const store::change_event& event);
     void reload_challenges();
+    void reload_account_thumbprints();
+    void publish_acme_hosts();
     std::optional<checked_certificate> read_stored(const std::string& host);
     checked_certificate issue_internal(const std::string& host);
     const pki::local_ca& internal_ca();
@@ -355,6 +359,7 @@ struct certificate_manager::impl {
     std::chrono::steady_clock::time_point last_rotation;
     std::unique_ptr<store::watch_handle> watch;
     std::unique_ptr<store::watch_handle> challenge_watch;
+    std::unique_ptr<store::watch_handle> account_watch;
     std::unique_ptr<acme_worker> acme;
     std::thread thread;
 
@@ -691,6 +696,50 @@ void certificate_manager::impl::on_challenge_change(const store::change_event& e
     }
 }
 
+void certificate_manager::impl::publish_acme_hosts()
+{
+    if (challenges == nullptr) {
+        return;
+    }
+    std::set<std::string, std::less<>> hosts;
+    for (const auto& [host, e] : entries) {
+        if (e.tls.source == config::tls_source::acme) {
+            hosts.insert(host);
+            hosts.insert(e.extra_names.begin(), e.extra_names.end());
+        }
+    }
+    challenges->set_acme_hosts(std::move(hosts));
+}
+
+void certificate_manager::impl::reload_account_thumbprints()
+{
+    // Runs on the store's thread (and once at start). A record that does not parse is left
+    // out; the worker reports it when it needs that account.
+    auto keys = store.list(store::keys::accounts_prefix());
+    if (!keys) {
+        return;
+    }
+    std::vector<std::string> thumbprints;
+    for (const auto& key : *keys) {
+        auto text = store.get(key);
+        if (!text || !*text) {
+            continue;
+        }
+        auto record = acme::parse_account_record(**text);
+        if (!record) {
+            continue;
+        }
+        auto account_key = pki::private_key_from_pem(record->private_key_pem);
+        if (!account_key) {
+            continue;
+        }
+        if (auto thumbprint = pki::jwk_thumbprint(account_key->get())) {
+            thumbprints.push_back(std::move(*thumbprint));
+        }
+    }
+    challenges->set_account_thumbprints(std::move(thumbprints));
+}
+
 void certificate_manager::impl::reload_challenges()
 {
     const std::string prefix = store::keys::challenges_prefix();
@@ -792,6 +841,7 @@ bool certificate_manager::impl::refresh(bool at_start)
         if (config_changed) {
             active = config;
             sync_entries(*active);
+            publish_acme_hosts();
             config_changed = false;
             everything = true;
         }
@@ -897,6 +947,7 @@ certificate_manager::~certificate_manager()
     impl_->acme.reset();
     impl_->watch.reset();
     impl_->challenge_watch.reset();
+    impl_->account_watch.reset();
 }
 
 void certificate_manager::start(std::shared_ptr<const config::gatehouse_config> config)
@@ -927,6 +978,17 @@ void certificate_manager::start(std::shared_ptr<const config::gatehouse_config> 
         }
         self.challenge_watch = std::move(*challenge_watch);
         self.reload_challenges();
+
+        // The account thumbprints let this instance answer tokens it has not seen yet.
+        auto account_watch =
+            self.store.watch(store::keys::accounts_prefix(), [&self](const store::change_event&) {
+                self.reload_account_thumbprints();
+            });
+        if (!account_watch) {
+            throw std::runtime_error("watching the store: " + account_watch.error().message());
+        }
+        self.account_watch = std::move(*account_watch);
+        self.reload_account_thumbprints();
     }
 
     self.ticket_keys = {make_ticket_key()};

@@ -2,16 +2,59 @@
 
 namespace gatehouse::proxy {
 
-challenge_responder::challenge_responder() : current_(std::make_shared<const table>()) {}
+namespace {
 
-std::optional<std::string> challenge_responder::answer(std::string_view token) const
+// ACME tokens are base64url with at least 128 bits of entropy (RFC 8555 section 8.1): 22
+// characters or more. A bound on the length keeps odd paths from being echoed back at length.
+bool is_token(std::string_view token)
+{
+    if (token.size() < 22 || token.size() > 128) {
+        return false;
+    }
+    for (char c : token) {
+        const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                        (c >= '0' && c <= '9') || c == '-' || c == '_';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+} // namespace
+
+challenge_responder::challenge_responder()
+    : current_(std::make_shared<const table>()), stateless_(std::make_shared<const stateless>())
+{}
+
+std::optional<std::string> challenge_responder::answer(std::string_view token,
+                                                       std::string_view host) const
 {
     const auto snapshot = current_.load(std::memory_order_acquire);
-    const auto found = snapshot->find(token);
-    if (found == snapshot->end()) {
-        return std::nullopt;
+    if (const auto found = snapshot->find(token); found != snapshot->end()) {
+        return found->second;
     }
-    return found->second;
+    const auto names = stateless_.load(std::memory_order_acquire);
+    if (names->thumbprints.size() == 1 && names->hosts.contains(host) && is_token(token)) {
+        return std::string(token) + "." + names->thumbprints.front();
+    }
+    return std::nullopt;
+}
+
+void challenge_responder::set_acme_hosts(std::set<std::string, std::less<>> hosts)
+{
+    std::lock_guard lock(writer_);
+    auto next = std::make_shared<stateless>(*stateless_.load());
+    next->hosts = std::move(hosts);
+    stateless_.store(std::move(next), std::memory_order_release);
+}
+
+void challenge_responder::set_account_thumbprints(std::vector<std::string> thumbprints)
+{
+    std::lock_guard lock(writer_);
+    auto next = std::make_shared<stateless>(*stateless_.load());
+    next->thumbprints = std::move(thumbprints);
+    stateless_.store(std::move(next), std::memory_order_release);
 }
 
 void challenge_responder::add(const std::string& token, const std::string& key_authorization)

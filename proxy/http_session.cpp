@@ -516,7 +516,7 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
         const auto path = path_of(resolved->origin_form);
         if (path.starts_with(acme_challenge_prefix)) {
             const auto token = path.substr(acme_challenge_prefix.size());
-            if (auto answer = worker_.shared().challenges.answer(token)) {
+            if (auto answer = worker_.shared().challenges.answer(token, normalize_host(ex.host))) {
                 process_metrics().acme_challenges_answered.fetch_add(1, std::memory_order_relaxed);
                 co_await send_simple(ex, 200, *answer, ex.client_keep_alive);
                 co_return ex.client_keep_alive&& ex.request_consumed();

@@ -5,8 +5,9 @@
 #include "proxy/certificate_manager.hpp"
 #include "proxy/log.hpp"
 #include "proxy/server.hpp"
+#include "proxy/store_factory.hpp"
 #include "proxy/version.hpp"
-#include "store/file_store.hpp"
+#include "store/store.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -123,13 +124,8 @@ int trust(const std::string& path, bool install)
         return exit_usage;
     }
     try {
-        std::string why;
-        auto store = gatehouse::store::open_file_store(loaded.store.file_directory, &why);
-        if (!store) {
-            std::cerr << "gatehouse: " << (why.empty() ? store.error().message() : why) << '\n';
-            return exit_runtime_failure;
-        }
-        const auto ca = gatehouse::proxy::load_or_create_internal_ca(**store);
+        auto store = gatehouse::proxy::open_configured_store(loaded);
+        const auto ca = gatehouse::proxy::load_or_create_internal_ca(*store);
         std::cout << ca.certificate_pem;
         return install ? install_ca(ca.certificate_pem) : exit_ok;
     } catch (const std::exception& failure) {

@@ -5,9 +5,10 @@
 #include "proxy/certificate_manager.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/store_factory.hpp"
 #include "proxy/worker.hpp"
-#include "store/file_store.hpp"
 #include "store/rfc3339.hpp"
+#include "store/store.hpp"
 
 #include <csignal>
 #include <thread>
@@ -150,14 +151,7 @@ void server::impl::start_certificates()
     if (!config->https_listener) {
         return;
     }
-    std::string why;
-    auto opened = store::open_file_store(config->store.file_directory, &why);
-    if (!opened) {
-        throw std::runtime_error(why.empty() ? "store " + config->store.file_directory + ": " +
-                                                   opened.error().message()
-                                             : why);
-    }
-    certificate_store = std::move(*opened);
+    certificate_store = open_configured_store(*config);
     certificates = std::make_unique<certificate_manager>(
         *certificate_store,
         [this](std::shared_ptr<const tls_table> table) {

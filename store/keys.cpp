@@ -101,6 +101,11 @@ std::string account(std::string_view directory_url)
     return "accounts/" + readable_host(directory_url) + "-" + hash;
 }
 
+std::string accounts_prefix()
+{
+    return "accounts/";
+}
+
 std::string challenge_token(std::string_view token)
 {
     return challenges_prefix() + std::string(token);

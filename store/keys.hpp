@@ -31,6 +31,9 @@ std::string internal_ca();
 // "accounts/acme-v02.api.letsencrypt.org-6f1b2c3d4e5f6a7b".
 std::string account(std::string_view directory_url);
 
+// "accounts/": the prefix of every ACME account, to list or watch them.
+std::string accounts_prefix();
+
 // "challenges/<token>": the key authorization for an ACME http-01 challenge (RFC 8555 section
 // 8.3), kept in the store so that any instance behind the load balancer can answer it. ACME
 // tokens are base64url (RFC 8555 section 8.1), which keys allow as they are.

@@ -89,6 +89,13 @@ def test_two_names_are_issued_by_pebble_and_served_over_https(start_gatehouse, p
         assert listed["last_error"] is None
         assert listed["renew_at"] is not None
 
+    # A fresh key for every certificate.
+    keys = set()
+    for host in ("one.example.test", "two.example.test"):
+        with open(gatehouse.workdir / "store" / "certificates" / f"{host}.entry") as entry:
+            keys.add(json.load(entry)["private_key_pem"])
+    assert len(keys) == 2
+
     # One account, one order per name; each challenge answered from the HTTP listener.
     assert pebble.count_new_accounts() == 1
     assert pebble.count_new_orders() == 2
@@ -452,3 +459,141 @@ def test_diagnose_explains_what_works_and_what_does_not(start_gatehouse, pebble_
     unrouted = run_command(gatehouse, "diagnose", "nowhere.example.test", "--port", str(http_port))
     assert unrouted.returncode == 1
     assert "no route serves nowhere.example.test" in unrouted.stdout
+
+
+class RateLimitingCA:
+    """A CA that refuses every account with rateLimited and Retry-After, over HTTPS. Pebble
+    sends neither, so this small server stands in for a CA that is rate limiting us."""
+
+    def __init__(self, directory, retry_after_s):
+        import http.server
+        import ssl
+        from pebble import ServerCA
+        self.tls = ServerCA(directory)
+        self.retry_after_s = retry_after_s
+        self.requests = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Replay-Nonce", "nonce-" + str(len(owner.requests)))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                owner.requests.append(("GET", self.path))
+                base = f"https://127.0.0.1:{owner.port}"
+                directory = {"newNonce": base + "/nonce", "newAccount": base + "/account",
+                             "newOrder": base + "/order", "revokeCert": base + "/revoke",
+                             "keyChange": base + "/key"}
+                self.reply(200, json.dumps(directory).encode(),
+                           [("Content-Type", "application/json")])
+
+            def do_HEAD(self):
+                owner.requests.append(("HEAD", self.path))
+                self.reply(200)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                self.rfile.read(length)
+                owner.requests.append(("POST", self.path))
+                problem = {"type": "urn:ietf:params:acme:error:rateLimited",
+                           "detail": "too many new accounts", "status": 429}
+                self.reply(429, json.dumps(problem).encode(),
+                           [("Content-Type", "application/problem+json"),
+                            ("Retry-After", str(owner.retry_after_s))])
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(self.tls.certificate), str(self.tls.key))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def directory_url(self):
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_rate_limited_ca_is_asked_again_only_after_its_retry_after(start_gatehouse, backend,
+                                                                     tmp_path):
+    from datetime import datetime
+    host = "limited.example.test"
+    with RateLimitingCA(tmp_path / "ca", retry_after_s=30) as ca:
+        acme = {"directory": ca.directory_url, "ca_bundle": str(ca.tls.ca_bundle),
+                "retry": {"min": "1s", "max": "4s"}}
+        gatehouse = start_gatehouse([acme_route(host, backend)], https=True, acme=acme)
+        status = wait_for_error(gatehouse, host)
+        assert "rateLimited" in status["last_error"]
+        assert "(permanent)" not in status["last_error"]
+        # The backoff alone would retry after 1 s; the CA asked for 30.
+        next_attempt = datetime.fromisoformat(status["next_attempt"].replace("Z", "+00:00"))
+        wait_s = (next_attempt - datetime.now(next_attempt.tzinfo)).total_seconds()
+        assert 25 <= wait_s <= 31, wait_s
+        posts = sum(1 for method, _ in ca.requests if method == "POST")
+        time.sleep(3)
+        assert sum(1 for method, _ in ca.requests if method == "POST") == posts
+        assert gatehouse.wait_for_log(lambda line: "retry_in=30" in line and host in line)
+
+
+def test_the_local_order_cap_holds_orders_back(start_gatehouse, pebble_factory, backend,
+                                              tmp_path):
+    http_port = free_port()
+    pebble = pebble_factory(http_port)
+    routes = [acme_route("cap-one.example.test", backend),
+              acme_route("cap-two.example.test", backend)]
+    gatehouse = start_with_acme(start_gatehouse, http_port, routes,
+                                acme_section(pebble, orders_per_minute=1))
+    roots = pebble.write_roots(tmp_path / "roots.pem")
+    first = wait_for_certificate(gatehouse, "cap-one.example.test", roots)
+    assert first.dns_names == ["cap-one.example.test"]
+    assert gatehouse.wait_for_log(lambda line: "order rate cap reached" in line, timeout=5)
+    time.sleep(2)
+    assert pebble.count_new_orders() == 1
+    listed = tlshelpers.certificate_status(gatehouse, "cap-two.example.test")
+    assert listed["serial"] in (None, "")
+
+
+def test_instances_sharing_a_store_order_each_name_once_and_any_of_them_answers(
+        start_gatehouse, pebble_factory, backend, tmp_path):
+    """Two instances on one store: only one orders each name, both serve it, and Pebble's
+    validation goes to the first instance's port even for names the second one ordered."""
+    http_port = free_port()
+    pebble = pebble_factory(http_port)
+    store = str(tmp_path / "shared")
+    names = [f"shared{i}.example.test" for i in range(4)]
+    routes = [acme_route(name, backend) for name in names]
+    first = start_with_acme(start_gatehouse, http_port, routes, acme_section(pebble),
+                            store={"file": store})
+    second = start_gatehouse(routes, https=True, acme=acme_section(pebble),
+                             store={"file": store})
+    roots = pebble.write_roots(tmp_path / "roots.pem")
+    for name in names:
+        for instance in (first, second):
+            assert wait_for_certificate(instance, name, roots).dns_names == [name]
+    assert pebble.count_new_orders() == len(names)
+    assert pebble.count_new_accounts() == 1
+    ordered_by_second = sum(1 for line in second.log_lines() if "certificate ordered" in line)
+    answered_by_first = tlshelpers.metric(first, "gatehouse_acme_challenges_answered_total")
+    # Whoever ordered, every challenge was answered on the first instance's port.
+    assert answered_by_first >= len(names)
+    for name in names:
+        assert (tlshelpers.certificate_status(first, name)["serial"] ==
+                tlshelpers.certificate_status(second, name)["serial"])
+    print(f"second instance ordered {ordered_by_second} of {len(names)}")
