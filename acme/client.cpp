@@ -45,6 +45,28 @@ operation_failure local_failure(std::string detail, bool retryable = true)
     return operation_failure{make_problem(problem_kind::other, std::move(detail)), retryable, {}};
 }
 
+// The common name in the issuer of a chain's last certificate: the root it leads to.
+std::string chain_root_name(std::string_view chain_pem)
+{
+    auto chain = pki::parse_certificate_chain(chain_pem);
+    if (!chain) {
+        return {};
+    }
+    X509* top =
+        chain->intermediates.empty() ? chain->leaf.get() : chain->intermediates.back().get();
+    auto info = pki::describe_certificate(top);
+    if (!info) {
+        return {};
+    }
+    // RFC 2253 text, most specific first: "CN=Pebble Root CA 4a3f,O=...".
+    const auto start = info->issuer.find("CN=");
+    if (start == std::string::npos) {
+        return {};
+    }
+    const auto end = info->issuer.find(',', start);
+    return info->issuer.substr(start + 3, end == std::string::npos ? end : end - start - 3);
+}
+
 operation_failure stopped()
 {
     return local_failure("stopped");
@@ -384,8 +406,10 @@ operation_result<obtained_certificate> client::run_order(account& current,
             next = flow.on_published();
         } else if (auto* issued = std::get_if<done>(&next)) {
             keep_state();
-            return obtained_certificate{
+            obtained_certificate result{
                 std::move(issued->certificate_chain_pem), {}, std::move(issued->alternate_urls)};
+            choose_chain(current, directory, result);
+            return result;
         } else {
             auto& refused = std::get<failed>(next);
             keep_state();
@@ -458,9 +482,30 @@ operation_result<void> client::ensure_account_url(account& current,
     }
 }
 
+void client::choose_chain(account& current, const acme::directory& directory,
+                          obtained_certificate& issued)
+{
+    // Section 7.4.2: the default chain first, then each alternate by POST-as-GET, until one
+    // leads to the preferred root. None does: keep the default, as a chain that serves beats
+    // none.
+    const auto& preferred = settings_.preferred_chain;
+    if (preferred.empty() || chain_root_name(issued.chain_pem) == preferred) {
+        return;
+    }
+    for (const auto& url : issued.alternate_chain_urls) {
+        auto alternate =
+            post_signed(current, url, std::nullopt, directory, "application/pem-certificate-chain");
+        if (alternate && chain_root_name(alternate->body) == preferred) {
+            issued.chain_pem = std::move(alternate->body);
+            return;
+        }
+    }
+}
+
 operation_result<http_response> client::post_signed(account& current, const std::string& url,
                                                     const std::optional<std::string>& payload,
-                                                    const acme::directory& directory)
+                                                    const acme::directory& directory,
+                                                    std::string_view accept)
 {
     if (auto known = ensure_account_url(current, directory); !known) {
         return known.error();
@@ -476,7 +521,7 @@ operation_result<http_response> client::post_signed(account& current, const std:
             return local_failure(body.error().message, false);
         }
         auto response = transport_.exchange(
-            {http_method::post, url, *body, jose_content_type, "application/json", "signed-post"});
+            {http_method::post, url, *body, jose_content_type, std::string(accept), "signed-post"});
         if (!response) {
             return local_failure(response.error().message);
         }

@@ -55,6 +55,10 @@ struct client_settings {
     // The kind of key each new certificate gets; a fresh one every time.
     pki::key_type certificate_key_type = pki::key_type::ecdsa_p256;
 
+    // The common name of the root to prefer among the chains the CA offers (the issuer of the
+    // chain's last certificate); empty for the CA's default chain.
+    std::string preferred_chain;
+
     // How often one request refused with badNonce is sent again with the fresh nonce. CAs
     // reject a nonce now and then (Pebble 5% by default, 50% in our tests); eight retries make
     // a request fail that way about once in 500 at 50%, and the order is retried after that.
@@ -169,7 +173,10 @@ private:
     operation_result<void> ensure_account_url(account& current, const acme::directory& directory);
     operation_result<http_response> post_signed(account& current, const std::string& url,
                                                 const std::optional<std::string>& payload,
-                                                const acme::directory& directory);
+                                                const acme::directory& directory,
+                                                std::string_view accept = "application/json");
+    void choose_chain(account& current, const acme::directory& directory,
+                      obtained_certificate& issued);
     operation_result<std::string> fresh_nonce(const acme::directory& directory);
 
     store::store& store_;

@@ -181,6 +181,11 @@ struct acme_settings {
     // Orders sent per minute across all certificates, at least 1: a local cap so a burst of
     // routes or failures stays well inside the CA's own rate limits.
     unsigned orders_per_minute = 10;
+
+    // The common name of the root (the issuer of the chain's last certificate) to prefer when
+    // the CA offers alternate chains (RFC 8555 section 7.4.2), as Let's Encrypt did for its
+    // cross-signed roots. Empty: serve the CA's default chain.
+    std::string preferred_chain;
 };
 
 // Where certificates, keys and the internal CA are kept.

@@ -455,7 +455,7 @@ void parse_acme(const located_node& at, const std::string& config_file, acme_set
     const mapping_reader section(at,
                                  {"email", "directory", "ca_bundle", "eab", "key_type",
                                   "renew_when_remaining", "check_every", "retry",
-                                  "orders_per_minute"},
+                                  "orders_per_minute", "preferred_chain"},
                                  errors);
     assign_if_valid(out.email, read_parsed(section.find("email"), errors, parse_email_address));
     if (const auto field = section.find("directory")) {
@@ -478,6 +478,15 @@ void parse_acme(const located_node& at, const std::string& config_file, acme_set
     assign_if_valid(out.orders_per_minute,
                     read_whole_number(section.find("orders_per_minute"), 1,
                                       std::numeric_limits<unsigned>::max(), errors));
+    if (const auto field = section.find("preferred_chain")) {
+        if (auto name = read_string(field, errors)) {
+            if (name->empty()) {
+                errors.add(*field, "preferred_chain must name a CA, such as \"ISRG Root X1\"");
+            } else {
+                out.preferred_chain = std::move(*name);
+            }
+        }
+    }
 }
 
 // ---- routes ---------------------------------------------------------------------------------

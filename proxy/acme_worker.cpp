@@ -59,7 +59,7 @@ std::string client_identity(const acme_job& job)
     const auto& s = job.settings;
     return job.directory_url + "\n" + s.email + "\n" + s.ca_bundle_file + "\n" +
            (s.eab ? s.eab->key_id + "\n" + s.eab->hmac_key : std::string()) + "\n" +
-           std::to_string(static_cast<int>(s.key_type));
+           std::to_string(static_cast<int>(s.key_type)) + "\n" + s.preferred_chain;
 }
 
 // A bundle in the store for `job`'s host that someone else obtained while we were not looking:
@@ -105,6 +105,7 @@ acme::client_settings client_settings_for(const config::acme_settings& settings,
         out.eab = acme::external_account_binding{settings.eab->key_id, settings.eab->hmac_key};
     }
     out.certificate_key_type = key_type_of(settings.key_type);
+    out.preferred_chain = settings.preferred_chain;
     return out;
 }
 

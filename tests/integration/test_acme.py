@@ -597,3 +597,58 @@ def test_instances_sharing_a_store_order_each_name_once_and_any_of_them_answers(
         assert (tlshelpers.certificate_status(first, name)["serial"] ==
                 tlshelpers.certificate_status(second, name)["serial"])
     print(f"second instance ordered {ordered_by_second} of {len(names)}")
+
+
+def test_while_the_ca_is_down_the_old_certificate_keeps_serving(start_gatehouse, pebble_factory,
+                                                                backend, tmp_path):
+    http_port = free_port()
+    pebble = pebble_factory(http_port, validity=40)
+    host = "down.example.test"
+    # Due for renewal once 90% of the 40 s remain: within about 4 s of issuance.
+    gatehouse = start_with_acme(start_gatehouse, http_port, [acme_route(host, backend)],
+                                acme_section(pebble, renew_when_remaining="90%"))
+    roots = pebble.write_roots(tmp_path / "roots.pem")
+    first = wait_for_certificate(gatehouse, host, roots)
+    pebble.stop()
+
+    status = wait_for_error(gatehouse, host, timeout=20)
+    assert status["serial"] is not None
+    assert status["next_attempt"] is not None
+    served = tlshelpers.handshake(gatehouse.https_port, host, roots)
+    assert served.serial == first.serial
+    with tlshelpers.TlsClient(gatehouse.https_port, host,
+                              tlshelpers.client_context(roots)) as client:
+        assert client.request("GET", "/still-up", host).status == 200
+    assert gatehouse.wait_for_log(
+        lambda line: "keeping the current one" in line and host in line, timeout=5)
+
+
+def pebble_root(pebble, index):
+    """Pebble's root certificate number `index` (0 is the default chain's) as PEM."""
+    import ssl
+    import urllib.request
+    context = ssl.create_default_context(cafile=str(pebble.ca_bundle))
+    with urllib.request.urlopen(f"{pebble.management_url}/roots/{index}", context=context,
+                                timeout=5) as answer:
+        return answer.read().decode()
+
+
+def test_the_preferred_chain_is_chosen_among_the_alternates(start_gatehouse, pebble_factory,
+                                                            backend, tmp_path):
+    http_port = free_port()
+    pebble = pebble_factory(http_port, env={"PEBBLE_ALTERNATE_ROOTS": "1"})
+    alternate = tmp_path / "alternate-root.pem"
+    alternate.write_text(pebble_root(pebble, 1))
+    subject = tlshelpers.check_openssl(["x509", "-in", str(alternate), "-noout", "-subject",
+                                        "-nameopt", "multiline"])
+    common_name = next(line.split("=", 1)[1].strip() for line in subject.splitlines()
+                       if "commonName" in line)
+    host = "chain.example.test"
+    gatehouse = start_with_acme(start_gatehouse, http_port, [acme_route(host, backend)],
+                                acme_section(pebble, preferred_chain=common_name))
+    shown = wait_for_certificate(gatehouse, host, alternate)
+    assert shown.dns_names == [host]
+    # The default chain leads to root 0, which does not verify what is served now.
+    default_root = pebble.write_roots(tmp_path / "root0.pem")
+    with pytest.raises(Exception):
+        tlshelpers.handshake(gatehouse.https_port, host, default_root)

@@ -1466,6 +1466,15 @@ TEST_CASE("acme.orders_per_minute is a whole number of at least one", "[config]"
                 "expected a whole number");
 }
 
+TEST_CASE("acme.preferred_chain names a root and may not be empty", "[config]")
+{
+    CHECK(parse_config("", "t").acme.preferred_chain.empty());
+    CHECK(parse_config("acme: {preferred_chain: ISRG Root X1}\n", "t").acme.preferred_chain ==
+          "ISRG Root X1");
+    check_error(only_error_in("acme:\n  preferred_chain: \"\"\n"), 2, 20, "acme.preferred_chain",
+                "must name a CA");
+}
+
 TEST_CASE("an unknown key in the acme section is an error at the key", "[config]")
 {
     check_error(only_error_in("acme:\n  directories: letsencrypt\n"), 2, 3, "acme.directories",
