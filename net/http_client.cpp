@@ -2,10 +2,12 @@
 // a private io_context one step at a time (resolve, connect, handshake, write, read) and runs
 // the context until the step's handler has run. The asynchronous form is used only because it
 // is the one that takes deadlines: every step carries one on the TCP stream, so no wait is
-// without an end.
+// without an end. stream() does the same on an io_context of its own, reading the body a piece
+// at a time into a buffer_body so each piece reaches the caller as soon as it arrives.
 #include "net/http_client.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -24,6 +26,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -50,6 +53,10 @@ using steady_clock = std::chrono::steady_clock;
 using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 using outgoing_message = http::request<http::string_body>;
 using response_parser = http::response_parser<http::string_body>;
+using stream_parser = http::response_parser<http::buffer_body>;
+
+// A stream's head is read into a fresh parser per response, as interim 1xx responses come first.
+using stream_parser_slot = std::optional<stream_parser>;
 
 // RFC 9112 leaves the size of a response head to the client. Servers send a few KiB; this is
 // generous and still bounds what a broken or hostile server can make us hold.
@@ -58,6 +65,12 @@ constexpr std::size_t max_header_bytes = 64 * 1024;
 // Beast keeps the length of a field's name and value in 16 bits and throws beyond that; no
 // server takes a field anywhere near this long anyway.
 constexpr std::size_t max_field_bytes = 60 * 1024;
+
+// How often a stream looks at its stop flag while it waits; stream() promises 200 ms at most.
+constexpr std::chrono::milliseconds stop_poll_interval{100};
+
+// The most body bytes one on_body call of a stream receives.
+constexpr std::size_t stream_piece_bytes = 16 * 1024;
 
 class net_category_impl : public boost::system::error_category {
 public:
@@ -82,6 +95,8 @@ public:
             return "invalid http response";
         case failure_kind::too_large:
             return "response too large";
+        case failure_kind::stopped:
+            return "stopped";
         }
         return "unknown net error";
     }
@@ -529,96 +544,77 @@ client_options checked(client_options options)
     return options;
 }
 
-} // namespace
-
-std::optional<std::string> response::header_value(std::string_view name) const
-{
-    for (const auto& field : headers) {
-        if (equals_ignoring_case(field.name, name)) {
-            return field.value;
-        }
-    }
-    return std::nullopt;
-}
-
-const boost::system::error_category& net_category() noexcept
-{
-    static const net_category_impl category;
-    return category;
-}
-
-void throw_exception_from_error(const http_error& error, const boost::source_location& location)
-{
-    boost::throw_exception(boost::system::system_error(make_error_code(error.kind), error.message),
-                           location);
-}
-
-struct http_client::impl {
-    explicit impl(client_options options)
-        : options_(checked(std::move(options))), tls_(make_tls_context(options_))
+// Drives one io_context a step at a time: each step starts one asynchronous operation and runs
+// the context until its handler has run. send() uses the client's own context under its mutex;
+// each stream() has a private one, so a long stream never holds up send().
+class step_driver {
+public:
+    // When `stop` is given, the driver looks at it at least every stop_poll_interval and, once
+    // it is true, stops running the context: the step in progress ends as operation_aborted
+    // and its handler is abandoned. Only a private io_context, discarded afterwards, may be
+    // driven with a stop flag, because the abandoned handler points at the step's locals.
+    step_driver(asio::io_context& io, const client_options& options, ssl::context& tls,
+                const std::atomic<bool>* stop = nullptr)
+        : io_(io), options_(options), tls_(tls), stop_(stop)
     {}
 
-    result<response> send(const request& request);
-
-private:
-    void run_until(const bool& done);
+    bool stop_requested() const { return stop_ != nullptr && stop_->load(); }
 
     template <class Start>
     step_outcome run_step(Start&& start);
 
+    result<std::unique_ptr<connection>> open(const target_url& url);
+
+private:
+    void run_until(const bool& done);
     result<std::vector<tcp::endpoint>> resolve(const target_url& url,
                                                steady_clock::time_point deadline);
-    result<std::unique_ptr<connection>> open(const target_url& url);
     std::optional<http_error> handshake(tls_stream& stream, const target_url& url,
                                         steady_clock::time_point deadline);
-    exchange_outcome exchange(connection& used, const outgoing_message& message,
-                              const target_url& url, bool is_head);
-    step_outcome read_response(connection& used, response_parser& parser, bool is_head,
-                               steady_clock::time_point deadline);
-    std::unique_ptr<connection> take_idle(const std::string& origin);
-    result<response> finish(std::unique_ptr<connection> used, exchange_outcome outcome,
-                            const std::string& origin);
 
-    const client_options options_;
-
-    // Serializes send(): the io_context and the idle connections belong to one call at a time.
-    std::mutex mutex_;
-    asio::io_context io_;
-    ssl::context tls_;
-
-    // At most one per origin_key. Declared after io_ so that it is destroyed first.
-    std::map<std::string, std::unique_ptr<connection>> idle_;
+    asio::io_context& io_;
+    const client_options& options_;
+    ssl::context& tls_;
+    const std::atomic<bool>* stop_;
 };
 
-// Runs the io_context until `done` is set by a handler. Handlers left over from earlier steps
-// (cancelled timers, a lookup that outlived its deadline) may run here too; each owns the state
-// it touches.
-void http_client::impl::run_until(const bool& done)
+// Runs the io_context until `done` is set by a handler, or a stop is requested. Handlers left
+// over from earlier steps (cancelled timers, a lookup that outlived its deadline) may run here
+// too; each owns the state it touches.
+void step_driver::run_until(const bool& done)
 {
     io_.restart();
-    while (!done && io_.run_one() != 0) {
+    if (stop_ == nullptr) {
+        while (!done && io_.run_one() != 0) {
+        }
+        return;
+    }
+    while (!done && !stop_->load()) {
+        if (io_.run_one_for(stop_poll_interval) == 0 && io_.stopped()) {
+            return;
+        }
     }
 }
 
 // Starts one asynchronous operation with a step_handler and waits for it. The handler points at
 // a local, which is safe because the operation always completes before this returns: the
-// stream's deadline ends it at the latest.
+// stream's deadline ends it at the latest (or, with a stop flag, the context is discarded).
 template <class Start>
-step_outcome http_client::impl::run_step(Start&& start)
+step_outcome step_driver::run_step(Start&& start)
 {
     step_outcome outcome;
     start(step_handler{&outcome});
     run_until(outcome.done);
     if (!outcome.done) {
-        // The context ran out of work without the handler: not something Asio does, but a
-        // failure here beats waiting forever.
+        // Stopped, or the context ran out of work without the handler: not something Asio
+        // does, but a failure here beats waiting forever.
         outcome = {true, asio::error::operation_aborted, 0};
     }
     return outcome;
 }
 
-result<std::vector<tcp::endpoint>> http_client::impl::resolve(const target_url& url,
-                                                              steady_clock::time_point deadline)
+result<std::vector<tcp::endpoint>> step_driver::resolve(const target_url& url,
+                                                        steady_clock::time_point deadline)
 {
     if (url.host_is_ip) {
         return std::vector{tcp::endpoint(asio::ip::make_address(url.host), url.port)};
@@ -649,6 +645,9 @@ result<std::vector<tcp::endpoint>> http_client::impl::resolve(const target_url& 
                             });
     run_until(state->done);
     timer.cancel();
+    if (!state->done) {
+        state->error = asio::error::operation_aborted;
+    }
 
     if (state->error) {
         return step_failure(failure_kind::resolve, "resolve", url, state->error, "connect_timeout",
@@ -665,7 +664,7 @@ result<std::vector<tcp::endpoint>> http_client::impl::resolve(const target_url& 
     return endpoints;
 }
 
-result<std::unique_ptr<connection>> http_client::impl::open(const target_url& url)
+result<std::unique_ptr<connection>> step_driver::open(const target_url& url)
 {
     const auto deadline = steady_clock::now() + options_.connect_timeout;
     auto endpoints = resolve(url, deadline);
@@ -693,8 +692,8 @@ result<std::unique_ptr<connection>> http_client::impl::open(const target_url& ur
     return secured;
 }
 
-std::optional<http_error> http_client::impl::handshake(tls_stream& stream, const target_url& url,
-                                                       steady_clock::time_point deadline)
+std::optional<http_error> step_driver::handshake(tls_stream& stream, const target_url& url,
+                                                 steady_clock::time_point deadline)
 {
     SSL* ssl = stream.native_handle();
     const std::string where = "tls handshake with " + authority_text(url) + ": ";
@@ -730,6 +729,78 @@ std::optional<http_error> http_client::impl::handshake(tls_stream& stream, const
     return http_error{failure_kind::tls, where + handshake_failure_reason(ssl, shaken.error)};
 }
 
+// `failure`, unless it came from the stop flag: then the stream was stopped, not broken.
+http_error stopped_or(const step_driver& driver, const target_url& url, http_error failure)
+{
+    if (driver.stop_requested()) {
+        return {failure_kind::stopped,
+                "stream from " + authority_text(url) + ": stopped before the response arrived"};
+    }
+    return failure;
+}
+
+} // namespace
+
+std::optional<std::string> response::header_value(std::string_view name) const
+{
+    for (const auto& field : headers) {
+        if (equals_ignoring_case(field.name, name)) {
+            return field.value;
+        }
+    }
+    return std::nullopt;
+}
+
+const boost::system::error_category& net_category() noexcept
+{
+    static const net_category_impl category;
+    return category;
+}
+
+void throw_exception_from_error(const http_error& error, const boost::source_location& location)
+{
+    boost::throw_exception(boost::system::system_error(make_error_code(error.kind), error.message),
+                           location);
+}
+
+struct http_client::impl {
+    explicit impl(client_options options)
+        : options_(checked(std::move(options))), tls_(make_tls_context(options_))
+    {}
+
+    result<response> send(const request& request);
+
+    result<int> stream(const request& request, const body_handler& on_body,
+                       std::chrono::milliseconds idle_timeout, const std::atomic<bool>* stop);
+
+private:
+    exchange_outcome exchange(connection& used, const outgoing_message& message,
+                              const target_url& url, bool is_head);
+    step_outcome read_response(connection& used, response_parser& parser, bool is_head,
+                               steady_clock::time_point deadline);
+    std::unique_ptr<connection> take_idle(const std::string& origin);
+    result<response> finish(std::unique_ptr<connection> used, exchange_outcome outcome,
+                            const std::string& origin);
+    result<int> read_stream_head(step_driver& driver, connection& used, stream_parser_slot& parser,
+                                 const target_url& url);
+    result<int> read_stream_body(step_driver& driver, connection& used, stream_parser& parser,
+                                 const target_url& url, int status, const body_handler& on_body,
+                                 std::chrono::milliseconds idle_timeout);
+
+    const client_options options_;
+
+    // Serializes send(): the io_context and the idle connections belong to one call at a time.
+    // stream() takes neither; it shares only the TLS context, which OpenSSL lets many threads
+    // make connections from at once.
+    std::mutex mutex_;
+    asio::io_context io_;
+    ssl::context tls_;
+    step_driver driver_{io_, options_, tls_};
+
+    // At most one per origin_key. Declared after io_ so that it is destroyed first.
+    std::map<std::string, std::unique_ptr<connection>> idle_;
+};
+
 // Reads the head, then the body under what is left of max_response_bytes.
 step_outcome http_client::impl::read_response(connection& used, response_parser& parser,
                                               bool is_head, steady_clock::time_point deadline)
@@ -741,7 +812,7 @@ step_outcome http_client::impl::read_response(connection& used, response_parser&
     parser.skip(is_head);
 
     used.transport().expires_at(deadline);
-    const auto head = run_step([&](step_handler handler) {
+    const auto head = driver_.run_step([&](step_handler handler) {
         std::visit(
             [&](auto& stream) { http::async_read_header(stream, used.buffer, parser, handler); },
             used.stream);
@@ -751,7 +822,7 @@ step_outcome http_client::impl::read_response(connection& used, response_parser&
     }
     parser.body_limit(options_.max_response_bytes - head.bytes);
     used.transport().expires_at(deadline);
-    return run_step([&](step_handler handler) {
+    return driver_.run_step([&](step_handler handler) {
         std::visit([&](auto& stream) { http::async_read(stream, used.buffer, parser, handler); },
                    used.stream);
     });
@@ -762,7 +833,7 @@ exchange_outcome http_client::impl::exchange(connection& used, const outgoing_me
 {
     const auto deadline = steady_clock::now() + options_.request_timeout;
     used.transport().expires_at(deadline);
-    const auto written = run_step([&](step_handler handler) {
+    const auto written = driver_.run_step([&](step_handler handler) {
         std::visit([&](auto& stream) { http::async_write(stream, message, handler); }, used.stream);
     });
     if (written.error) {
@@ -791,6 +862,112 @@ exchange_outcome http_client::impl::exchange(connection& used, const outgoing_me
     // for a body that ended with the connection.
     const bool reusable = parser->keep_alive() && used.buffer.size() == 0;
     return {to_response(parser->get()), reusable, false};
+}
+
+// Reads heads until the final one, skipping interim 1xx responses (RFC 9110 section 15.2).
+result<int> http_client::impl::read_stream_head(step_driver& driver, connection& used,
+                                                stream_parser_slot& parser, const target_url& url)
+{
+    const auto deadline = steady_clock::now() + options_.request_timeout;
+    do {
+        parser.emplace();
+        parser->header_limit(
+            static_cast<std::uint32_t>(std::min(max_header_bytes, options_.max_response_bytes)));
+        // The caller decides how much of a stream it wants; on_body can end it at any time.
+        parser->body_limit(boost::none);
+        used.transport().expires_at(deadline);
+        const auto head = driver.run_step([&](step_handler handler) {
+            std::visit(
+                [&](auto& stream) {
+                    http::async_read_header(stream, used.buffer, *parser, handler);
+                },
+                used.stream);
+        });
+        if (head.error) {
+            return stopped_or(driver, url,
+                              step_failure(read_failure_kind(head.error), "read response from", url,
+                                           head.error, "request_timeout",
+                                           options_.request_timeout));
+        }
+    } while (parser->get().result_int() / 100 == 1);
+    return static_cast<int>(parser->get().result_int());
+}
+
+// Hands the body to on_body a read at a time. Each read may wait idle_timeout for its first
+// byte; a read that fills the piece buffer ends with need_buffer, which only means "call again".
+result<int> http_client::impl::read_stream_body(step_driver& driver, connection& used,
+                                                stream_parser& parser, const target_url& url,
+                                                int status, const body_handler& on_body,
+                                                std::chrono::milliseconds idle_timeout)
+{
+    std::array<char, stream_piece_bytes> piece;
+    while (!parser.is_done()) {
+        auto& body = parser.get().body();
+        body.data = piece.data();
+        body.size = piece.size();
+        used.transport().expires_after(idle_timeout);
+        const auto read = driver.run_step([&](step_handler handler) {
+            std::visit(
+                [&](auto& stream) { http::async_read_some(stream, used.buffer, parser, handler); },
+                used.stream);
+        });
+        if (driver.stop_requested()) {
+            return status;
+        }
+        const std::size_t got = piece.size() - body.size;
+        if (got > 0 && !on_body(std::string_view(piece.data(), got))) {
+            return status;
+        }
+        if (read.error && read.error != http::error::need_buffer) {
+            return step_failure(read_failure_kind(read.error), "read response from", url,
+                                read.error, "idle_timeout", idle_timeout);
+        }
+    }
+    return status;
+}
+
+result<int> http_client::impl::stream(const request& request, const body_handler& on_body,
+                                      std::chrono::milliseconds idle_timeout,
+                                      const std::atomic<bool>* stop)
+{
+    auto url = parse_url(request.url);
+    if (!url) {
+        return url.error();
+    }
+    if (auto refused = check_request(request)) {
+        return *refused;
+    }
+    if (idle_timeout.count() <= 0) {
+        return http_error{failure_kind::invalid_request,
+                          "invalid request to " + request.url + ": idle_timeout must be positive"};
+    }
+    const auto message = build_message(request, *url, options_.user_agent);
+
+    // Declared first, so that the connection and any abandoned handler go before the context.
+    asio::io_context io;
+    step_driver driver(io, options_, tls_, stop);
+    auto opened = driver.open(*url);
+    if (!opened) {
+        return stopped_or(driver, *url, opened.error());
+    }
+    connection& used = **opened;
+
+    used.transport().expires_after(options_.request_timeout);
+    const auto written = driver.run_step([&](step_handler handler) {
+        std::visit([&](auto& stream) { http::async_write(stream, message, handler); }, used.stream);
+    });
+    if (written.error) {
+        return stopped_or(driver, *url,
+                          step_failure(failure_kind::connect, "send request to", *url,
+                                       written.error, "request_timeout", options_.request_timeout));
+    }
+
+    stream_parser_slot parser;
+    const auto status = read_stream_head(driver, used, parser, *url);
+    if (!status || *status / 100 != 2) {
+        return status;
+    }
+    return read_stream_body(driver, used, *parser, *url, *status, on_body, idle_timeout);
 }
 
 std::unique_ptr<connection> http_client::impl::take_idle(const std::string& origin)
@@ -836,7 +1013,7 @@ result<response> http_client::impl::send(const request& request)
         // The server closed the idle connection as the request went out; once more on a new
         // connection (RFC 9112 section 9.3.1).
     }
-    auto fresh = open(*url);
+    auto fresh = driver_.open(*url);
     if (!fresh) {
         return fresh.error();
     }
@@ -852,6 +1029,13 @@ http_client::~http_client() = default;
 result<response> http_client::send(const request& request)
 {
     return impl_->send(request);
+}
+
+result<int> http_client::stream(const request& request, const body_handler& on_body,
+                                std::chrono::milliseconds idle_timeout,
+                                const std::atomic<bool>* stop)
+{
+    return impl_->stream(request, on_body, idle_timeout, stop);
 }
 
 } // namespace gatehouse::net

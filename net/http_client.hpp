@@ -4,12 +4,16 @@
 //
 // Blocking is the point: callers are workers that do one thing at a time, and a plain function
 // call keeps their code a straight line. Every wait has a deadline, so send() cannot hang.
+// stream() serves responses that never really end, such as etcd's watch: it hands the body over
+// piece by piece as it arrives, and can be stopped from another thread.
 // Certificates are always verified; there is deliberately no switch to turn that off. Asio and
 // Beast stay inside http_client.cpp, so this header is cheap to include anywhere.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -116,6 +120,9 @@ enum class failure_kind {
 
     // The response head exceeds 64 KiB or the response exceeds max_response_bytes.
     too_large,
+
+    // stream() was stopped through its stop flag before the response head had arrived.
+    stopped,
 };
 
 // The category of failure_kind values; its name is "gatehouse.net".
@@ -142,6 +149,11 @@ struct http_error {
 template <class T>
 using result = boost::system::result<T, http_error>;
 
+// Receives a piece of a streamed response body: any number of bytes, at least one, decoded
+// from chunked transfer coding; pieces do not follow the sender's chunks or lines. Returns
+// false to end the stream.
+using body_handler = std::function<bool(std::string_view piece)>;
+
 // An HTTP/1.1 client with its own event loop, TLS context and keep-alive connections.
 //
 // It keeps at most one idle connection per origin (scheme, host, port) and reuses it for the
@@ -151,6 +163,7 @@ using result = boost::system::result<T, http_error>;
 // too, which suits ACME, whose nonces make a replayed POST harmless (RFC 8555 section 6.5).
 //
 // Thread-safe: send() may be called from any number of threads; the calls run one at a time.
+// stream() calls run apart from them and from each other, each on its own connection.
 // Nothing is logged; failures are described by their http_error.
 class http_client {
 public:
@@ -170,6 +183,26 @@ public:
     // response and not an error. Redirects are not followed. Blocks for at most
     // connect_timeout + request_timeout, twice that when the request is retried (see above).
     result<response> send(const request& request);
+
+    // Sends `request` on a connection of its own, never one kept for send() nor kept after, and
+    // passes the body of a 2xx response to `on_body` as it arrives. Returns the status when
+    // the stream ends: on_body returned false, the server ended the body, or `*stop` became
+    // true (looked at every 100 ms, from any thread). Another status is returned as soon as its
+    // head arrives, without calling on_body; interim 1xx responses are skipped.
+    //
+    // The connection must be made within connect_timeout, and the request written and the
+    // head read each within request_timeout; after that, each wait for more of the body may
+    // last idle_timeout. max_response_bytes limits the head only. Fails with timeout when one
+    // of these runs out, with stopped when `*stop` became true before the head arrived, with
+    // connect when the connection breaks mid-body, with invalid_request when idle_timeout is
+    // not positive, and otherwise as send() does. Bytes handed to on_body before a failure
+    // stay delivered. on_body runs on the calling thread.
+    //
+    // Thread-safe, and independent of send(): a stream may last for hours while other threads
+    // send requests, as it shares nothing with them but the TLS context.
+    result<int> stream(const request& request, const body_handler& on_body,
+                       std::chrono::milliseconds idle_timeout,
+                       const std::atomic<bool>* stop = nullptr);
 
 private:
     struct impl;

@@ -62,12 +62,17 @@ struct seen_request {
     }
 };
 
+// Writes bytes to the connection the request came on; false once the connection is broken.
+using writer = std::function<bool(std::string_view bytes)>;
+
 // What the test server does about a request: write `raw`, then keep the connection for the next
-// request, close it, or neither answer nor close (`raw` is not sent then).
+// request, close it, or neither answer nor close (`raw` is not sent then). `more`, when set, is
+// called after `raw` went out, to send the rest of a streamed response at its own pace.
 struct reply {
     enum class then { keep_open, close, hang };
     std::string raw;
     then after = then::keep_open;
+    std::function<void(const writer&)> more = nullptr;
 };
 
 // A complete HTTP/1.1 response with a Content-Length.
@@ -190,6 +195,12 @@ private:
                 continue;
             }
             asio::write(stream, asio::buffer(answer.raw), error);
+            if (!error && answer.more) {
+                answer.more([&](std::string_view bytes) {
+                    asio::write(stream, asio::buffer(bytes.data(), bytes.size()), error);
+                    return !error;
+                });
+            }
             if (error || answer.after == reply::then::close) {
                 return;
             }
@@ -286,6 +297,70 @@ net::http_error require_failure(net::result<net::response> result)
 reply answer_ok(const seen_request&)
 {
     return {http_response(200, "ok")};
+}
+
+// The head of a chunked response, and one chunk of it (RFC 9112 section 7.1).
+const std::string chunked_head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+std::string chunk(std::string_view data)
+{
+    constexpr std::string_view digits = "0123456789abcdef";
+    std::string size;
+    for (std::size_t left = data.size(); left > 0 || size.empty(); left /= 16) {
+        size.insert(size.begin(), digits[left % 16]);
+    }
+    return size + "\r\n" + std::string(data) + "\r\n";
+}
+
+// A streamed response: the head and `first` at once, then nothing more while the connection
+// stays open, as an etcd watch does between events.
+reply stream_then_pause(std::string first)
+{
+    return reply{chunked_head + chunk(first)};
+}
+
+// Collects the pieces a stream hands over.
+struct collected_body {
+    std::mutex mutex;
+    std::string text;
+    int pieces = 0;
+
+    net::body_handler collector(std::function<bool(const std::string&)> keep_going = {})
+    {
+        return [this, keep_going](std::string_view piece) {
+            std::lock_guard lock(mutex);
+            text += piece;
+            ++pieces;
+            return !keep_going || keep_going(text);
+        };
+    }
+
+    std::string snapshot()
+    {
+        std::lock_guard lock(mutex);
+        return text;
+    }
+};
+
+int require_status(net::result<int> result)
+{
+    INFO((result ? std::string() : result.error().message));
+    REQUIRE(result.has_value());
+    return *result;
+}
+
+// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it held.
+template <typename Condition>
+bool eventually(Condition condition, std::chrono::milliseconds timeout)
+{
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(5ms);
+    }
+    return true;
 }
 
 } // namespace
@@ -720,4 +795,174 @@ TEST_CASE("value() of a failed send throws a system_error with the kind and mess
         CHECK(thrown.code() == net::failure_kind::invalid_url);
         CHECK_THAT(thrown.what(), Contains("ftp://example.com/"));
     }
+}
+
+TEST_CASE("a streamed chunked body reaches the caller piece by piece as it arrives", "[net]")
+{
+    // The server sends the second event only once the client has shown it holds the first, so
+    // the test cannot pass if the client waits for the whole body.
+    collected_body body;
+    std::atomic<bool> first_seen_before_second{false};
+    test_server server([&](const seen_request&) {
+        reply answer = stream_then_pause("event 1\n");
+        answer.more = [&](const writer& write) {
+            first_seen_before_second =
+                eventually([&] { return body.snapshot() == "event 1\n"; }, 2s);
+            write(chunk("event 2\n") + chunk("event 3\n") + "0\r\n\r\n");
+        };
+        return answer;
+    });
+    net::http_client client(test_options());
+    auto request = get(server.url("/v3/watch"));
+    request.method = "POST";
+    request.body = R"({"create_request":{}})";
+
+    const int status = require_status(client.stream(request, body.collector(), 2s));
+
+    CHECK(status == 200);
+    CHECK(first_seen_before_second);
+    CHECK(body.snapshot() == "event 1\nevent 2\nevent 3\n");
+    CHECK(server.requests().at(0).body == request.body);
+}
+
+TEST_CASE("a stream ends when on_body returns false", "[net]")
+{
+    test_server server([](const seen_request&) { return stream_then_pause("enough\n"); });
+    net::http_client client(test_options());
+    collected_body body;
+
+    const auto started = std::chrono::steady_clock::now();
+    const auto stop_at_once = [](const std::string&) {
+        return false;
+    };
+    const int status =
+        require_status(client.stream(get(server.url("/")), body.collector(stop_at_once), 5s));
+
+    CHECK(status == 200);
+    CHECK(body.snapshot() == "enough\n");
+    CHECK(std::chrono::steady_clock::now() - started < 1s);
+}
+
+TEST_CASE("a stream ends soon after its stop flag is set from another thread", "[net]")
+{
+    net::http_client client(test_options());
+    std::atomic<bool> stop{false};
+    collected_body body;
+
+    SECTION("while the body is open")
+    {
+        test_server server([](const seen_request&) { return stream_then_pause("waiting\n"); });
+        std::thread stopper([&] {
+            eventually([&] { return !body.snapshot().empty(); }, 2s);
+            stop = true;
+        });
+        const auto started = std::chrono::steady_clock::now();
+        const auto status = client.stream(get(server.url("/")), body.collector(), 10s, &stop);
+        const auto waited = std::chrono::steady_clock::now() - started;
+        stopper.join();
+
+        CHECK(require_status(status) == 200);
+        CHECK(body.snapshot() == "waiting\n");
+        CHECK(waited < 1s);
+    }
+    SECTION("before the head arrived")
+    {
+        test_server server([](const seen_request&) { return reply{"", reply::then::hang}; });
+        std::thread stopper([&] {
+            std::this_thread::sleep_for(200ms);
+            stop = true;
+        });
+        const auto started = std::chrono::steady_clock::now();
+        const auto status = client.stream(get(server.url("/")), body.collector(), 10s, &stop);
+        const auto waited = std::chrono::steady_clock::now() - started;
+        stopper.join();
+
+        REQUIRE_FALSE(status.has_value());
+        CHECK(status.error().kind == net::failure_kind::stopped);
+        CHECK(body.pieces == 0);
+        CHECK(waited < 1s);
+    }
+}
+
+TEST_CASE("a stream that stays silent for idle_timeout fails with timeout", "[net]")
+{
+    test_server server([](const seen_request&) { return stream_then_pause("only\n"); });
+    net::http_client client(test_options());
+    collected_body body;
+
+    const auto started = std::chrono::steady_clock::now();
+    const auto status = client.stream(get(server.url("/")), body.collector(), 300ms);
+    const auto waited = std::chrono::steady_clock::now() - started;
+
+    REQUIRE_FALSE(status.has_value());
+    CHECK(status.error().kind == net::failure_kind::timeout);
+    CHECK_THAT(status.error().message, Contains("idle_timeout 300 ms"));
+    CHECK(body.snapshot() == "only\n");
+    CHECK(waited >= 290ms);
+    CHECK(waited < 1500ms);
+}
+
+TEST_CASE("a stream whose server drops the connection mid-body fails with connect", "[net]")
+{
+    test_server server([](const seen_request&) {
+        return reply{chunked_head + chunk("partial\n"), reply::then::close};
+    });
+    net::http_client client(test_options());
+    collected_body body;
+
+    const auto status = client.stream(get(server.url("/")), body.collector(), 2s);
+
+    REQUIRE_FALSE(status.has_value());
+    CHECK(status.error().kind == net::failure_kind::connect);
+    CHECK(body.snapshot() == "partial\n");
+}
+
+TEST_CASE("a stream answered with an error status returns it without calling on_body", "[net]")
+{
+    test_server server([](const seen_request&) {
+        return reply{"HTTP/1.1 100 Continue\r\n\r\n" + http_response(404, "no such stream")};
+    });
+    net::http_client client(test_options());
+    collected_body body;
+
+    CHECK(require_status(client.stream(get(server.url("/")), body.collector(), 2s)) == 404);
+    CHECK(body.pieces == 0);
+}
+
+TEST_CASE("a stream uses a connection of its own and does not hold up send()", "[net]")
+{
+    test_server server([](const seen_request& seen) {
+        return seen.target == "/watch" ? stream_then_pause("open\n") : answer_ok(seen);
+    });
+    net::http_client client(test_options());
+    std::atomic<bool> stop{false};
+    collected_body body;
+    std::thread watcher(
+        [&] { (void)client.stream(get(server.url("/watch")), body.collector(), 10s, &stop); });
+    REQUIRE(eventually([&] { return !body.snapshot().empty(); }, 2s));
+
+    const auto answered = client.send(get(server.url("/kv")));
+    stop = true;
+    watcher.join();
+
+    CHECK(require_response(answered).body == "ok");
+    CHECK(server.connections() == 2);
+}
+
+TEST_CASE("a stream over HTTPS delivers its body as it arrives", "[net]")
+{
+    const test_pki authority;
+    auto tls = authority.server_context({"127.0.0.1"});
+    test_server server([](const seen_request&) { return stream_then_pause("secure\n"); }, &tls);
+    auto options = test_options();
+    options.extra_ca_file = authority.ca_file();
+    net::http_client client(options);
+    collected_body body;
+
+    const auto stop_on_line = [](const std::string& text) {
+        return !text.ends_with('\n');
+    };
+    CHECK(require_status(client.stream(get(server.url("/")), body.collector(stop_on_line), 2s)) ==
+          200);
+    CHECK(body.snapshot() == "secure\n");
 }
