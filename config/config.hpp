@@ -189,9 +189,61 @@ struct acme_settings {
 };
 
 // Where certificates, keys and the internal CA are kept.
+// An etcd cluster that holds the store instead of a folder (store/etcd_store.hpp), so that many
+// instances share it.
+struct etcd_store_settings {
+    // Client URLs of the members, "http://host:port" or "https://host:port" without a path, in
+    // the order tried; never empty, without duplicates.
+    std::vector<std::string> endpoints;
+
+    // Every key lives below this; it starts and ends with '/'.
+    std::string prefix = "/gatehouse/";
+
+    // For https:// endpoints: the CA bundle the members' certificates chain to, and a client
+    // certificate and key for mutual TLS (both or neither). Absolute after loading, readable
+    // when loaded; empty when not set.
+    std::string ca_file;
+    std::string certificate_file;
+    std::string key_file;
+
+    // etcd's own authentication; empty username means none. The password, set only with a
+    // username, is a secret: it is never logged nor shown in an error message.
+    std::string username;
+    std::string password;
+
+    // A local copy of what this instance read from and wrote to etcd (store/caching_store.hpp),
+    // so it starts and serves its last known certificates while etcd is out of reach. Absolute
+    // after loading; empty turns the copy off, and then gatehouse refuses to start without etcd.
+    std::string cache_dir = "/var/lib/gatehouse/etcd-cache";
+};
+
 struct store_settings {
-    // The file store's folder (absolute after loading).
+    // The file store's folder (absolute after loading). Not used when etcd is set.
     std::string file_directory = "/var/lib/gatehouse";
+
+    // When set, the store lives in this etcd cluster rather than in file_directory.
+    std::optional<etcd_store_settings> etcd;
+
+    // The key ring that seals private keys at rest in whichever backend is used
+    // (store/encrypted_store.hpp): absolute after loading, and readable when loaded; empty means
+    // values are stored as they are.
+    std::string encryption_key_file;
+};
+
+// A program gatehouse runs after a certificate is obtained or renewed (proxy/certificate_hook.hpp
+// runs it), to copy it to where something else reads it, say.
+struct certificate_hook_settings {
+    // The program and its arguments, run as they are, without a shell; never empty. The first
+    // is an absolute path or a program name, looked up in PATH when the hook runs.
+    std::vector<std::string> command;
+
+    // How long one run may take before its process group is killed; at least one second.
+    std::chrono::seconds timeout{std::chrono::seconds(60)};
+};
+
+// Programs run when something happens to a certificate; each is optional.
+struct hook_settings {
+    std::optional<certificate_hook_settings> certificate_updated;
 };
 
 struct timeouts {
@@ -292,6 +344,7 @@ struct gatehouse_config {
     struct tls_settings tls;
     struct acme_settings acme;
     struct store_settings store;
+    struct hook_settings hooks;
 
     std::vector<route> routes;
 

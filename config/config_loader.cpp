@@ -5,13 +5,16 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <map>
 #include <memory>
+#include <sys/stat.h>
 #include <system_error>
+#include <unistd.h>
 #include <utility>
 
 namespace gatehouse::config {
@@ -308,13 +311,163 @@ std::optional<std::string> read_pem_path(const std::optional<located_node>& fiel
     return path;
 }
 
+// An etcd endpoint: http:// or https://, then host:port and at most a trailing '/'. The port is
+// required, as etcd's (2379) is no scheme's default. Returned with a lower-case scheme and
+// without the slash.
+parse_result<std::string> parse_etcd_endpoint(std::string_view text)
+{
+    const auto scheme_end = text.find("://");
+    std::string scheme(text.substr(0, scheme_end == std::string_view::npos ? 0 : scheme_end));
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (scheme_end == std::string_view::npos || (scheme != "http" && scheme != "https")) {
+        return rejection{"expected an etcd client URL such as http://127.0.0.1:2379, found \"" +
+                         std::string(text) + "\""};
+    }
+    std::string_view authority = text.substr(scheme_end + 3);
+    if (authority.ends_with('/')) {
+        authority.remove_suffix(1);
+    }
+    if (authority.find_first_of("/?#@") != std::string_view::npos) {
+        return rejection{"an etcd endpoint is scheme://host:port only, without a path, query, "
+                         "fragment or user name"};
+    }
+    const auto address = parse_listen_address(authority);
+    if (!address.ok() || address.value().host.empty() || address.value().port == 0) {
+        return rejection{"an etcd endpoint needs a host and a port from 1 to 65535, such as "
+                         "http://etcd-0:2379; found \"" +
+                         std::string(text) + "\""};
+    }
+    return scheme + "://" + std::string(authority);
+}
+
+// endpoints: URL | [URL, ...], at least one, no duplicates.
+void read_etcd_endpoints(const located_node& at, std::vector<std::string>& out,
+                         error_collector& errors)
+{
+    if (!at.node.IsSequence()) {
+        if (auto endpoint = read_parsed(at, errors, parse_etcd_endpoint)) {
+            out = {std::move(*endpoint)};
+        }
+        return;
+    }
+    const auto items = read_list(at, errors).value_or(std::vector<located_node>{});
+    if (items.empty()) {
+        errors.add(at, "the endpoint list is empty; give at least one, e.g. http://127.0.0.1:2379");
+        return;
+    }
+    first_lines seen;
+    for (const located_node& item : items) {
+        auto endpoint = read_parsed(item, errors, parse_etcd_endpoint);
+        if (endpoint && check_unique(*endpoint, item, "endpoint", seen, errors)) {
+            out.push_back(std::move(*endpoint));
+        }
+    }
+}
+
+// prefix: /PATH/, visible ASCII only, so the keys it makes can be read in etcdctl.
+void read_etcd_prefix(const located_node& at, std::string& out, error_collector& errors)
+{
+    const auto text = read_string(at, errors);
+    if (!text) {
+        return;
+    }
+    const bool visible =
+        std::all_of(text->begin(), text->end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    if (text->empty() || !text->starts_with('/') || !text->ends_with('/') || !visible) {
+        errors.add(at, "the etcd prefix must start and end with '/' and hold no spaces, e.g. "
+                       "/gatehouse/; found \"" +
+                           *text + "\"");
+        return;
+    }
+    out = *text;
+}
+
+// tls: {ca: FILE, cert: FILE, key: FILE}, each read against the configuration's folder.
+void read_etcd_tls(const located_node& at, const std::string& config_file, etcd_store_settings& out,
+                   error_collector& errors)
+{
+    const mapping_reader fields(at, {"ca", "cert", "key"}, errors);
+    assign_if_valid(out.ca_file, read_pem_path(fields.find("ca"), config_file, errors));
+    const auto cert_field = fields.find("cert");
+    const auto key_field = fields.find("key");
+    if (cert_field.has_value() != key_field.has_value()) {
+        errors.add(at, "a client certificate needs its key: give both cert and key, or neither");
+        return;
+    }
+    assign_if_valid(out.certificate_file, read_pem_path(cert_field, config_file, errors));
+    assign_if_valid(out.key_file, read_pem_path(key_field, config_file, errors));
+}
+
+// etcd: {endpoints, prefix, tls, username, password}. The password is a secret: no message
+// quotes it.
+etcd_store_settings parse_etcd_store(const located_node& at, const std::string& config_file,
+                                     error_collector& errors)
+{
+    etcd_store_settings out;
+    const mapping_reader fields(
+        at, {"endpoints", "prefix", "tls", "username", "password", "cache_dir"}, errors);
+    if (const auto text = read_string(fields.find("cache_dir"), errors)) {
+        out.cache_dir = text->empty() ? std::string() : resolve_path(*text, config_file);
+    }
+    if (const auto field = fields.find("endpoints")) {
+        read_etcd_endpoints(*field, out.endpoints, errors);
+    } else {
+        errors.add(at, "missing endpoints: the etcd client URLs, e.g. [http://127.0.0.1:2379]");
+    }
+    if (const auto field = fields.find("prefix")) {
+        read_etcd_prefix(*field, out.prefix, errors);
+    }
+    if (const auto field = fields.find("tls")) {
+        read_etcd_tls(*field, config_file, out, errors);
+        const bool any_https =
+            std::any_of(out.endpoints.begin(), out.endpoints.end(),
+                        [](const auto& url) { return url.starts_with("https"); });
+        if (!any_https && !out.endpoints.empty()) {
+            errors.add(*field, "tls applies to https:// endpoints, and no endpoint is one");
+        }
+    }
+    const auto username = read_string(fields.find("username"), errors);
+    if (username && username->empty()) {
+        errors.add(*fields.find("username"), "cannot be empty");
+    }
+    assign_if_valid(out.username, username);
+    if (const auto field = fields.find("password")) {
+        if (out.username.empty()) {
+            errors.add(fields.key_of("password"), "a password needs a username");
+        }
+        if (!field->node.IsScalar()) {
+            errors.add(*field, "expected the password as a string");
+        } else {
+            out.password = field->node.Scalar();
+        }
+    }
+    return out;
+}
+
 void parse_store(const located_node& at, store_settings& out, const std::string& config_file,
                  error_collector& errors)
 {
-    const mapping_reader section(at, {"file"}, errors);
+    const mapping_reader section(at, {"file", "etcd", "encryption_key_file"}, errors);
+
+    // Encryption wraps any backend, so it is read apart from the backend's own keys. Like a PEM
+    // file it must be readable now; its mode and keys are checked when the store opens.
+    assign_if_valid(out.encryption_key_file,
+                    read_pem_path(section.find("encryption_key_file"), config_file, errors));
+
     const auto directory = section.find("file");
+    if (const auto etcd = section.find("etcd")) {
+        if (directory) {
+            errors.add(section.key_of("etcd"),
+                       "set either file or etcd, not both: the store lives in one place");
+            return;
+        }
+        out.etcd = parse_etcd_store(*etcd, config_file, errors);
+        return;
+    }
     if (!directory) {
-        errors.add(at, "missing file: the folder that holds certificates and keys");
+        errors.add(at, "missing file: the folder that holds certificates and keys (or etcd: the "
+                       "cluster that does)");
         return;
     }
     if (const auto text = read_string(directory, errors)) {
@@ -486,6 +639,93 @@ void parse_acme(const located_node& at, const std::string& config_file, acme_set
                 out.preferred_chain = std::move(*name);
             }
         }
+    }
+}
+
+// ---- hooks ----------------------------------------------------------------------------------
+
+// A hook's program: a name looked up in PATH when it runs, or an absolute path that must name
+// an executable file now, so `gatehouse validate` and a reload catch a typo before the first
+// renewal does. A relative path would depend on the directory gatehouse was started in.
+std::optional<std::string> read_hook_program(const located_node& at, error_collector& errors)
+{
+    const auto text = read_string(at, errors);
+    if (!text) {
+        return std::nullopt;
+    }
+    if (text->empty()) {
+        errors.add(at, "the program cannot be empty");
+        return std::nullopt;
+    }
+    if (text->find('/') == std::string::npos) {
+        return text;
+    }
+    if (!text->starts_with('/')) {
+        errors.add(at, "expected an absolute path or a program name looked up in PATH, found \"" +
+                           *text + "\"");
+        return std::nullopt;
+    }
+    struct stat info {};
+    std::string why;
+    if (::stat(text->c_str(), &info) != 0) {
+        why = std::generic_category().message(errno);
+    } else if (!S_ISREG(info.st_mode)) {
+        why = "not a regular file";
+    } else if (::access(text->c_str(), X_OK) != 0) {
+        why = "not executable";
+    }
+    if (!why.empty()) {
+        errors.add(at, "cannot run " + *text + ": " + why);
+        return std::nullopt;
+    }
+    return text;
+}
+
+// command: [PROGRAM, ARGUMENT, ...]
+std::vector<std::string> read_hook_command(const located_node& at, error_collector& errors)
+{
+    const auto items = read_list(at, errors);
+    if (!items) {
+        return {};
+    }
+    if (items->empty()) {
+        errors.add(at, "the command is empty; give the program and its arguments");
+        return {};
+    }
+    std::vector<std::string> command;
+    const auto program = read_hook_program(items->front(), errors);
+    command.push_back(program.value_or(""));
+    for (std::size_t i = 1; i < items->size(); ++i) {
+        command.push_back(read_string((*items)[i], errors).value_or(""));
+    }
+    return program ? command : std::vector<std::string>{};
+}
+
+// certificate_updated: {command: [PROGRAM, ...], timeout: DURATION}
+std::optional<certificate_hook_settings> parse_certificate_hook(const located_node& at,
+                                                                error_collector& errors)
+{
+    const std::size_t errors_before = errors.count();
+    const mapping_reader fields(at, {"command", "timeout"}, errors);
+    certificate_hook_settings out;
+    const auto command = fields.find("command");
+    if (!command) {
+        errors.add(at, "missing command: the program to run and its arguments, as a list");
+    } else {
+        out.command = read_hook_command(*command, errors);
+    }
+    assign_if_valid(out.timeout, read_seconds(fields.find("timeout"), errors));
+    if (errors.count() != errors_before) {
+        return std::nullopt;
+    }
+    return out;
+}
+
+void parse_hooks(const located_node& at, hook_settings& out, error_collector& errors)
+{
+    const mapping_reader section(at, {"certificate_updated"}, errors);
+    if (const auto field = section.find("certificate_updated")) {
+        out.certificate_updated = parse_certificate_hook(*field, errors);
     }
 }
 
@@ -812,7 +1052,7 @@ gatehouse_config build_config(const YAML::Node& root, const std::string& file_na
     const mapping_reader top(located_node{root, ""},
                              {"listen", "health_path", "threads", "timeouts", "limits",
                               "upstream_health", "trusted_proxies", "log", "tls", "acme", "store",
-                              "routes"},
+                              "hooks", "routes"},
                              errors);
 
     if (const auto listen = top.find("listen")) {
@@ -844,6 +1084,9 @@ gatehouse_config build_config(const YAML::Node& root, const std::string& file_na
     }
     if (const auto section = top.find("store")) {
         parse_store(*section, config.store, file_name, errors);
+    }
+    if (const auto section = top.find("hooks")) {
+        parse_hooks(*section, config.hooks, errors);
     }
     if (const auto section = top.find("routes")) {
         parse_routes(*section, config, config.routes, errors);

@@ -41,6 +41,22 @@ tcp::endpoint endpoint_for(const config::listen_address& address)
     return results.begin()->endpoint();
 }
 
+// Whether two configurations name the same store, opened the same way.
+bool same_store(const config::store_settings& a, const config::store_settings& b)
+{
+    const auto where = [](const config::store_settings& s) {
+        std::string text = s.file_directory + "\n" + s.encryption_key_file;
+        if (s.etcd) {
+            text += "\netcd " + s.etcd->prefix + " " + s.etcd->cache_dir + " " + s.etcd->username;
+            for (const auto& endpoint : s.etcd->endpoints) {
+                text += " " + endpoint;
+            }
+        }
+        return text;
+    };
+    return where(a) == where(b);
+}
+
 unsigned worker_count(const config::gatehouse_config& config)
 {
     if (config.threads > 0) {
@@ -239,7 +255,7 @@ void server::impl::reload()
     if (next.http_listener.text != running.http_listener.text || next.threads != running.threads ||
         text_of(next.admin_listener) != text_of(running.admin_listener) ||
         text_of(next.https_listener) != text_of(running.https_listener) ||
-        next.store.file_directory != running.store.file_directory) {
+        !same_store(next.store, running.store)) {
         log::write(*logger, spdlog::level::warn,
                    "listen addresses, threads and the store change only on restart; keeping the "
                    "old ones");

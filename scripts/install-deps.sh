@@ -10,6 +10,7 @@ build_packages=(
 test_packages=(
     python3 python3-pytest python3-yaml curl ca-certificates openssl procps util-linux yamllint
     pebble  # the ACME test CA, with pebble-challtestsrv as its DNS server
+    etcd-server etcd-client  # the etcd store's tests start their own etcd; etcdctl to inspect
     # peers the tests and benchmarks compare with: proxies, a load generator, ACME clients
     nginx wrk haproxy lego certbot
 )
@@ -37,4 +38,8 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The nginx package starts a system nginx on port 80; the tests and benchmarks run their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
     systemctl stop nginx || true
+fi
+# Likewise etcd-server starts a system etcd on 127.0.0.1:2379; the etcd tests start their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+    systemctl stop etcd || true
 fi

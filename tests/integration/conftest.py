@@ -68,6 +68,10 @@ def start_gatehouse(tmp_path, request):
             https_port = harness.free_port()
             while https_port in (http_port, admin_port):
                 https_port = harness.free_port()
+            if "store" in overrides:
+                # A store given by the test replaces the default one instead of merging into
+                # it, so that `etcd:` does not end up beside the default `file:`.
+                config["store"] = overrides.pop("store")
             config = harness.with_https(config, https_port, workdir / "store")
         config = harness.merge(config, overrides)
         gatehouse = harness.Gatehouse(binary, workdir, config)

@@ -1658,3 +1658,370 @@ TEST_CASE("the acme example in docs/configuration.md parses with the values it s
     CHECK(config.routes[1].tls.source == tls_source::acme);
     CHECK(config.routes[1].tls.extra_names.empty());
 }
+
+// ---- hooks ----------------------------------------------------------------------------------
+
+TEST_CASE("no hook runs unless hooks.certificate_updated is set", "[config]")
+{
+    CHECK_FALSE(parse_config("", "t").hooks.certificate_updated.has_value());
+    CHECK_FALSE(parse_config("hooks: {}\n", "t").hooks.certificate_updated.has_value());
+}
+
+TEST_CASE("the certificate_updated hook is a command list with a timeout of 60s by default",
+          "[config]")
+{
+    SECTION("an absolute path with arguments, and a timeout")
+    {
+        const auto hooks = parse_config(yaml(R"(
+hooks:
+  certificate_updated:
+    command: [/bin/sh, -c, "exit 0", ""]
+    timeout: 2m
+)"),
+                                        "t")
+                               .hooks;
+        REQUIRE(hooks.certificate_updated.has_value());
+        CHECK(hooks.certificate_updated->command ==
+              std::vector<std::string>{"/bin/sh", "-c", "exit 0", ""});
+        CHECK(hooks.certificate_updated->timeout == 2min);
+    }
+    SECTION("a program name, looked up in PATH when it runs, and the default timeout")
+    {
+        const auto hooks =
+            parse_config("hooks: {certificate_updated: {command: [no-such-program-yet]}}\n", "t")
+                .hooks;
+        REQUIRE(hooks.certificate_updated.has_value());
+        CHECK(hooks.certificate_updated->command ==
+              std::vector<std::string>{"no-such-program-yet"});
+        CHECK(hooks.certificate_updated->timeout == 60s);
+    }
+}
+
+TEST_CASE("a certificate_updated hook needs a runnable program and a timeout of at least 1s",
+          "[config]")
+{
+    const std::string hook = "hooks.certificate_updated";
+    SECTION("no command")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {timeout: 5s}\n"), 2, 24, hook,
+                    "missing command: the program to run and its arguments, as a list");
+    }
+    SECTION("an empty value")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated:\n"), 2, 3, hook,
+                    "missing command");
+    }
+    SECTION("a command that is not a list")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: /bin/true}\n"), 2, 34,
+                    hook + ".command", "expected a list, found \"/bin/true\"");
+    }
+    SECTION("an empty command")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: []}\n"), 2, 34,
+                    hook + ".command", "the command is empty");
+    }
+    SECTION("an empty program")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: [\"\"]}\n"), 2, 35,
+                    hook + ".command[0]", "the program cannot be empty");
+    }
+    SECTION("a relative path")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: [bin/hook]}\n"), 2, 35,
+                    hook + ".command[0]",
+                    "expected an absolute path or a program name looked up in PATH, found "
+                    "\"bin/hook\"");
+    }
+    SECTION("an absolute path that does not exist")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: [/no/such/hook]}\n"), 2,
+                    35, hook + ".command[0]",
+                    "cannot run /no/such/hook: No such file or directory");
+    }
+    SECTION("a folder")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: [/tmp]}\n"), 2, 35,
+                    hook + ".command[0]", "cannot run /tmp: not a regular file");
+    }
+    SECTION("a file that is not executable")
+    {
+        const auto script = scratch_file("not-executable-hook.sh", "#!/bin/sh\n");
+        std::filesystem::permissions(script, std::filesystem::perms::owner_read |
+                                                 std::filesystem::perms::owner_write);
+        const auto errors =
+            errors_in("hooks:\n  certificate_updated: {command: [" + script.string() + "]}\n");
+        REQUIRE(errors.size() == 1);
+        // root may run anything with an execute bit; with none set, nobody may.
+        CHECK(errors[0].key_path == hook + ".command[0]");
+        CHECK_THAT(errors[0].message, Catch::EndsWith(": not executable"));
+    }
+    SECTION("an argument that is not a string")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: [/bin/sh, [x]]}\n"), 2,
+                    44, hook + ".command[1]", "expected a string");
+    }
+    SECTION("a timeout under a second")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: [/bin/true], timeout: "
+                                  "500ms}\n"),
+                    2, 56, hook + ".timeout", "must be at least 1s");
+    }
+    SECTION("a timeout without a unit")
+    {
+        check_error(only_error_in("hooks:\n  certificate_updated: {command: [/bin/true], timeout: "
+                                  "30}\n"),
+                    2, 56, hook + ".timeout", "needs a unit");
+    }
+    SECTION("an unknown key")
+    {
+        check_error(only_error_in("hooks:\n  certificate_renewed: {command: [/bin/true]}\n"), 2, 3,
+                    "hooks.certificate_renewed",
+                    "unknown key \"certificate_renewed\"; expected one of: certificate_updated");
+    }
+}
+
+TEST_CASE("the hooks example in docs/configuration.md parses with the values it shows", "[config]")
+{
+    const std::string markdown = read_text(repository_root / "docs" / "configuration.md");
+    const auto config = parse_config(yaml_block_after(markdown, "### hooks"), "docs");
+    REQUIRE(config.hooks.certificate_updated.has_value());
+    const auto& hook = *config.hooks.certificate_updated;
+    REQUIRE(hook.command.size() == 3);
+    CHECK(hook.command[0] == "/bin/sh");
+    CHECK(hook.command[1] == "-c");
+    CHECK_THAT(hook.command[2], Catch::Contains("$GATEHOUSE_CERTIFICATE_FILE"));
+    CHECK(hook.timeout == 30s);
+}
+
+TEST_CASE("the store's encryption key file is read against the configuration's folder", "[config]")
+{
+    CHECK(parse_config("", "test.yaml").store.encryption_key_file.empty());
+
+    const auto folder = std::filesystem::temp_directory_path() / "gatehouse-config-encryption-test";
+    std::filesystem::create_directories(folder / "secrets");
+    std::ofstream(folder / "secrets" / "store.keys") << "# a key ring\n";
+    const auto config =
+        parse_config("store: {file: state, encryption_key_file: secrets/store.keys}\n",
+                     (folder / "gatehouse.yaml").string());
+    CHECK(config.store.encryption_key_file == (folder / "secrets" / "store.keys").string());
+    CHECK(config.store.file_directory == (folder / "state").string());
+    std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("a store encryption key file that cannot be read is an error at its key", "[config]")
+{
+    const auto folder = std::filesystem::temp_directory_path() / "gatehouse-config-encryption-bad";
+    std::filesystem::create_directories(folder);
+    const std::string file_name = (folder / "gatehouse.yaml").string();
+
+    SECTION("a missing file")
+    {
+        const auto errors = errors_in_file(
+            "store:\n  file: state\n  encryption_key_file: missing.keys\n", file_name);
+        REQUIRE(errors.size() == 1);
+        INFO(errors[0].to_string());
+        CHECK(errors[0].line == 3);
+        CHECK(errors[0].column == 24);
+        CHECK(errors[0].key_path == "store.encryption_key_file");
+        CHECK_THAT(errors[0].message,
+                   Catch::Contains("cannot read " + (folder / "missing.keys").string()));
+    }
+    SECTION("a folder")
+    {
+        const auto errors =
+            errors_in_file("store: {file: state, encryption_key_file: .}\n", file_name);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].key_path == "store.encryption_key_file");
+        CHECK_THAT(errors[0].message, Catch::Contains("not a regular file"));
+    }
+    SECTION("not a string")
+    {
+        const auto errors =
+            errors_in_file("store: {file: state, encryption_key_file: [a, b]}\n", file_name);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].key_path == "store.encryption_key_file");
+    }
+    std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("the store lives in files unless an etcd section names a cluster", "[config]")
+{
+    CHECK_FALSE(parse_config("", "test.yaml").store.etcd.has_value());
+
+    const auto config = parse_config(yaml(R"(
+store:
+  etcd:
+    endpoints: [http://127.0.0.1:2379, HTTPS://etcd-1.internal:2379/, "https://[::1]:2379"]
+)"),
+                                     "test.yaml");
+
+    REQUIRE(config.store.etcd.has_value());
+    const auto& etcd = *config.store.etcd;
+    CHECK(etcd.endpoints == std::vector<std::string>{"http://127.0.0.1:2379",
+                                                     "https://etcd-1.internal:2379",
+                                                     "https://[::1]:2379"});
+    CHECK(etcd.prefix == "/gatehouse/");
+    CHECK(etcd.ca_file.empty());
+    CHECK(etcd.username.empty());
+    CHECK(parse_config("store: {etcd: {endpoints: http://10.0.0.5:2379}}\n", "test.yaml")
+              .store.etcd->endpoints == std::vector<std::string>{"http://10.0.0.5:2379"});
+}
+
+TEST_CASE("an etcd store reads its prefix, TLS files against the folder, and credentials",
+          "[config]")
+{
+    const auto folder = std::filesystem::temp_directory_path() / "gatehouse-config-etcd-test";
+    std::filesystem::create_directories(folder / "etcd");
+    for (const char* name : {"ca.pem", "client.pem", "client.key"}) {
+        std::ofstream(folder / "etcd" / name) << "-----BEGIN TEST-----\n";
+    }
+    const auto config = parse_config(yaml(R"(
+store:
+  encryption_key_file: etcd/ca.pem
+  etcd:
+    endpoints: [https://etcd-0:2379, https://etcd-1:2379]
+    prefix: /prod/gatehouse/
+    tls: {ca: etcd/ca.pem, cert: etcd/client.pem, key: etcd/client.key}
+    username: gatehouse
+    password: "s3cret: with a colon"
+)"),
+                                     (folder / "gatehouse.yaml").string());
+
+    REQUIRE(config.store.etcd.has_value());
+    const auto& etcd = *config.store.etcd;
+    CHECK(etcd.prefix == "/prod/gatehouse/");
+    CHECK(etcd.ca_file == (folder / "etcd" / "ca.pem").string());
+    CHECK(etcd.certificate_file == (folder / "etcd" / "client.pem").string());
+    CHECK(etcd.key_file == (folder / "etcd" / "client.key").string());
+    CHECK(etcd.username == "gatehouse");
+    CHECK(etcd.password == "s3cret: with a colon");
+    CHECK(config.store.encryption_key_file == (folder / "etcd" / "ca.pem").string());
+    std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("an etcd store section with a mistake is an error at its key", "[config]")
+{
+    SECTION("both file and etcd")
+    {
+        check_error(only_error_in(yaml(R"(
+store:
+  file: /var/lib/gatehouse
+  etcd: {endpoints: [http://127.0.0.1:2379]}
+)")),
+                    3, 3, "store.etcd", "set either file or etcd, not both");
+    }
+    SECTION("no endpoints")
+    {
+        check_error(only_error_in("store: {etcd: {prefix: /x/}}\n"), 1, 15, "store.etcd",
+                    "missing endpoints");
+    }
+    SECTION("an empty endpoint list")
+    {
+        check_error(only_error_in("store: {etcd: {endpoints: []}}\n"), 1, 27,
+                    "store.etcd.endpoints", "the endpoint list is empty");
+    }
+    SECTION("an endpoint that is not an http or https URL")
+    {
+        check_error(only_error_in("store: {etcd: {endpoints: [etcd-0:2379]}}\n"), 1, 28,
+                    "store.etcd.endpoints[0]", "expected an etcd client URL");
+    }
+    SECTION("an endpoint with a path")
+    {
+        check_error(only_error_in("store: {etcd: {endpoints: [http://etcd-0:2379/v3]}}\n"), 1, 28,
+                    "store.etcd.endpoints[0]", "without a path");
+    }
+    SECTION("an endpoint without a port")
+    {
+        check_error(only_error_in("store: {etcd: {endpoints: [http://etcd-0]}}\n"), 1, 28,
+                    "store.etcd.endpoints[0]", "needs a host and a port");
+    }
+    SECTION("a duplicate endpoint")
+    {
+        check_error(only_error_in("store: {etcd: {endpoints: [http://a:2379, http://a:2379/]}}\n"),
+                    1, 43, "store.etcd.endpoints[1]", "duplicate endpoint");
+    }
+    SECTION("a prefix without its slashes")
+    {
+        check_error(
+            only_error_in("store: {etcd: {endpoints: [http://a:2379], prefix: gatehouse}}\n"), 1,
+            52, "store.etcd.prefix", "must start and end with '/'");
+    }
+    SECTION("an unknown key")
+    {
+        check_error(
+            only_error_in("store: {etcd: {endpoints: [http://a:2379], endpoint: http://b:1}}\n"), 1,
+            44, "store.etcd.endpoint", "endpoint");
+    }
+    SECTION("tls for plain http endpoints")
+    {
+        const auto error = only_error_in(
+            "store: {etcd: {endpoints: [http://a:2379], tls: {ca: /etc/hostname}}}\n");
+        check_error(error, 1, 49, "store.etcd.tls", "no endpoint is one");
+    }
+}
+
+TEST_CASE("etcd TLS files must be readable and the client certificate needs its key", "[config]")
+{
+    SECTION("a missing CA file")
+    {
+        const auto error = only_error_in(
+            "store: {etcd: {endpoints: [https://a:2379], tls: {ca: /nonexistent/ca.pem}}}\n");
+        CHECK(error.key_path == "store.etcd.tls.ca");
+        CHECK_THAT(error.message, Catch::Contains("cannot read /nonexistent/ca.pem"));
+    }
+    SECTION("a certificate without its key")
+    {
+        const auto error = only_error_in(
+            "store: {etcd: {endpoints: [https://a:2379], tls: {cert: /etc/hostname}}}\n");
+        CHECK(error.key_path == "store.etcd.tls");
+        CHECK_THAT(error.message, Catch::Contains("give both cert and key"));
+    }
+}
+
+TEST_CASE("an etcd password needs a username and is never quoted in an error", "[config]")
+{
+    SECTION("a password alone")
+    {
+        const auto error = only_error_in(
+            "store: {etcd: {endpoints: [http://a:2379], password: hunter2-secret}}\n");
+        CHECK(error.key_path == "store.etcd.password");
+        CHECK_THAT(error.message, Catch::Contains("a password needs a username"));
+        CHECK_THAT(error.to_string(), !Catch::Contains("hunter2-secret"));
+    }
+    SECTION("a password that is not a string")
+    {
+        const auto error = only_error_in(
+            "store: {etcd: {endpoints: [http://a:2379], username: u, password: [hunter2]}}\n");
+        CHECK(error.key_path == "store.etcd.password");
+        CHECK_THAT(error.to_string(), !Catch::Contains("hunter2"));
+    }
+    SECTION("an empty username")
+    {
+        const auto error =
+            only_error_in("store: {etcd: {endpoints: [http://a:2379], username: \"\"}}\n");
+        CHECK(error.key_path == "store.etcd.username");
+    }
+}
+
+TEST_CASE("the etcd example in docs/configuration.md parses with the values it shows", "[config]")
+{
+    const auto folder = std::filesystem::temp_directory_path() / "gatehouse-config-etcd-docs";
+    std::filesystem::create_directories(folder / "etcd");
+    for (const char* name : {"ca.pem", "client.pem", "client.key"}) {
+        std::ofstream(folder / "etcd" / name) << "pem";
+    }
+    const std::string markdown = read_text(repository_root / "docs" / "configuration.md");
+    const auto config =
+        parse_config(yaml_block_after(markdown, "### store"), (folder / "gatehouse.yaml").string());
+    std::filesystem::remove_all(folder);
+
+    REQUIRE(config.store.etcd.has_value());
+    const auto& etcd = *config.store.etcd;
+    CHECK(etcd.endpoints.size() == 3);
+    CHECK(etcd.endpoints[0] == "https://etcd-0.etcd:2379");
+    CHECK(etcd.prefix == "/gatehouse/");
+    CHECK(etcd.ca_file == (folder / "etcd" / "ca.pem").string());
+    CHECK(etcd.key_file == (folder / "etcd" / "client.key").string());
+    CHECK(etcd.username == "gatehouse");
+}

@@ -1,0 +1,212 @@
+"""The etcd store with real etcd (Debian's etcd-server) on loopback: instances sharing one
+prefix serve the same certificates, a change put into etcd reaches every instance within 2 s,
+an instance started while etcd is down serves its cached certificates, etcd going away under
+load fails no request, and with encryption on an etcd dump holds no private key in the clear.
+"""
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+import harness
+import tlshelpers
+
+READY_TIMEOUT_S = 10.0
+
+
+class Etcd:
+    """One etcd member on free 127.0.0.1 ports with its data in `directory`; restartable."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.client_port, self.peer_port = tlshelpers.free_ports(2)
+        self.proc = None
+        self.log_path = directory / "etcd.log"
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.client_port}"
+
+    def start(self):
+        binary = shutil.which("etcd")
+        if binary is None:
+            pytest.fail("etcd not installed; run scripts/install-deps.sh", pytrace=False)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self.proc = subprocess.Popen(
+            [binary, "--name", "gh", "--data-dir", str(self.directory / "data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"gh={peer}", "--heartbeat-interval=10",
+             "--election-timeout=100"],
+            stdin=subprocess.DEVNULL, stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                self.call("/v3/kv/range", {"key": base64.b64encode(b"x").decode()})
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"etcd not ready within {READY_TIMEOUT_S}s")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def call(self, path, body):
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=3) as answer:
+            return json.loads(answer.read())
+
+    def dump(self, prefix):
+        """Every key and value under `prefix`, decoded."""
+        start = prefix.encode()
+        end = start[:-1] + bytes([start[-1] + 1])
+        answer = self.call("/v3/kv/range", {"key": base64.b64encode(start).decode(),
+                                            "range_end": base64.b64encode(end).decode()})
+        return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", ""))
+                for kv in answer.get("kvs", [])}
+
+    def put(self, key, value):
+        self.call("/v3/kv/put", {"key": base64.b64encode(key.encode()).decode(),
+                                 "value": base64.b64encode(value.encode()).decode()})
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    server = Etcd(tmp_path / "etcd")
+    server.directory.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+def etcd_store(etcd, tmp_path, name, **extra):
+    section = {"etcd": {"endpoints": [etcd.url], "prefix": "/gatehouse/",
+                        "cache_dir": str(tmp_path / f"cache-{name}")}}
+    section.update(extra)
+    return section
+
+
+def internal_route(host, backend):
+    return {"host": host, "paths": [{"prefix": "/", "upstream": backend.url}], "tls": "internal"}
+
+
+def test_instances_on_one_prefix_serve_one_certificate_and_an_etcd_put_reaches_all_in_2s(
+        start_gatehouse, etcd, backend, tmp_path):
+    host = "shared.example.test"
+    routes = [internal_route(host, backend)]
+    first = start_gatehouse(routes, https=True, store=etcd_store(etcd, tmp_path, "a"))
+    second = start_gatehouse(routes, https=True, store=etcd_store(etcd, tmp_path, "b"))
+    ca = tlshelpers.trust_pem(first)
+    served = [tlshelpers.handshake(g.https_port, host, ca).serial for g in (first, second)]
+    assert served[0] == served[1]
+    assert f"/gatehouse/certificates/{host}" in etcd.dump("/gatehouse/")
+
+    # An operator puts another certificate straight into etcd: both serve it within 2 s.
+    user_ca = tlshelpers.UserCA(tmp_path / "user-ca")
+    pair = user_ca.issue(host, "operator")
+    bundle = {"certificate_chain_pem": pair.certificate_pem().decode(),
+              "private_key_pem": pair.key_pem().decode(), "issuer": "file"}
+    put_at = time.monotonic()
+    etcd.put(f"/gatehouse/certificates/{host}", json.dumps(bundle))
+    for gatehouse in (first, second):
+        elapsed, seen = tlshelpers.wait_for_serial_change(
+            gatehouse.https_port, host, None, served[0], timeout=5, interval=0.1)
+        assert elapsed is not None, seen
+    assert time.monotonic() - put_at < 2.5
+    for gatehouse in (first, second):
+        shown = tlshelpers.handshake(gatehouse.https_port, host, user_ca.certificate)
+        assert shown.serial == pair.serial.upper() or shown.serial.lower() == pair.serial.lower()
+
+
+def test_an_instance_started_while_etcd_is_down_serves_its_cached_certificates(
+        start_gatehouse, etcd, backend, tmp_path):
+    host = "cached.example.test"
+    routes = [internal_route(host, backend)]
+    store = etcd_store(etcd, tmp_path, "a")
+    first = start_gatehouse(routes, https=True, store=store)
+    ca = tlshelpers.trust_pem(first)
+    serial = tlshelpers.handshake(first.https_port, host, ca).serial
+    first.stop()
+
+    etcd.stop()
+    again = start_gatehouse(routes, https=True, store=store)
+    assert tlshelpers.handshake(again.https_port, host, ca).serial == serial
+
+    # etcd back: the instance carries on with the same certificate.
+    etcd.start()
+    time.sleep(1.5)
+    assert tlshelpers.handshake(again.https_port, host, ca).serial == serial
+
+
+def test_etcd_stopping_and_restarting_under_https_load_fails_no_request(
+        start_gatehouse, etcd, backend, tmp_path):
+    host = "steady.example.test"
+    gatehouse = start_gatehouse([internal_route(host, backend)], https=True,
+                                store=etcd_store(etcd, tmp_path, "a"))
+    ca = tlshelpers.trust_pem(gatehouse)
+    failures, ok = [], [0]
+    stop = threading.Event()
+    deadline = time.monotonic() + 30
+
+    def load():
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                with tlshelpers.TlsClient(gatehouse.https_port, host,
+                                          tlshelpers.client_context(ca)) as client:
+                    for _ in range(50):
+                        status = client.request("GET", "/", host).status
+                        ok[0] += status == 200
+                        if status != 200:
+                            failures.append(status)
+            except (OSError, ValueError) as error:
+                failures.append(repr(error))
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    time.sleep(1)
+    etcd.stop()
+    time.sleep(3)
+    etcd.start()
+    time.sleep(2)
+    stop.set()
+    worker.join(timeout=10)
+    assert failures == [], failures[:5]
+    assert ok[0] > 100
+
+
+def test_with_encryption_an_etcd_dump_holds_no_private_key(start_gatehouse, etcd, backend,
+                                                           tmp_path):
+    key_file = tmp_path / "ring.key"
+    key_file.write_text(os.urandom(32).hex() + "\n")
+    key_file.chmod(0o600)
+    host = "sealed.example.test"
+    gatehouse = start_gatehouse([internal_route(host, backend)], https=True,
+                                store=etcd_store(etcd, tmp_path, "a",
+                                                 encryption_key_file=str(key_file)))
+    ca = tlshelpers.trust_pem(gatehouse)
+    assert tlshelpers.handshake(gatehouse.https_port, host, ca).dns_names == [host]
+    dump = etcd.dump("/gatehouse/")
+    assert f"/gatehouse/certificates/{host}" in dump and "/gatehouse/ca/internal" in dump
+    for key, value in dump.items():
+        assert b"PRIVATE KEY" not in value, key
+    for path in (tmp_path / "cache-a").rglob("*"):
+        if path.is_file():
+            assert b"PRIVATE KEY" not in path.read_bytes(), path
