@@ -7,6 +7,7 @@
 #include "pki/keys.hpp"
 #include "pki/local_ca.hpp"
 #include "proxy/acme_worker.hpp"
+#include "proxy/certificate_hook.hpp"
 #include "proxy/challenge_responder.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
@@ -361,6 +362,11 @@ struct certificate_manager::impl {
     std::unique_ptr<store::watch_handle> challenge_watch;
     std::unique_ptr<store::watch_handle> account_watch;
     std::unique_ptr<acme_worker> acme;
+
+    // The certificate_updated hook, when the configuration has one (see certificate_hook.hpp).
+    // Owned by the manager's thread; its destructor kills a hook still running.
+    std::unique_ptr<certificate_hook> hook;
+
     std::thread thread;
 
     // Finished ACME jobs, handed over by the worker's thread, under `mutex`.
@@ -779,6 +785,14 @@ void certificate_manager::impl::record_success(entry& e, checked_certificate loa
     } else {
         e.status.renew_at.reset();
     }
+
+    // The certificate_updated hook hears of every certificate new to this instance, whatever
+    // its source; one read again with the same serial is no news. notify() never blocks, and
+    // nothing the hook does can fail this success.
+    if (hook && (!e.current || e.current->info.serial_hex != loaded.info.serial_hex)) {
+        hook->notify(e.status.host, loaded.info.dns_names, loaded.material.chain_pem,
+                     loaded.material.private_key_pem);
+    }
     e.current = std::move(loaded);
     process_metrics().certificate_updates.fetch_add(1, std::memory_order_relaxed);
 }
@@ -847,6 +861,12 @@ bool certificate_manager::impl::refresh(bool at_start)
         }
         hosts.swap(changed_hosts);
         everything = everything || std::exchange(resync_all, false);
+    }
+
+    // The hook follows the configuration; outside the lock, since removing it waits for a
+    // running hook to be killed.
+    if (everything) {
+        sync_certificate_hook(hook, active->hooks.certificate_updated);
     }
     for (auto& [host, e] : entries) {
         if (everything || hosts.contains(host)) {

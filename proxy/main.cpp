@@ -5,6 +5,7 @@
 #include "proxy/certificate_manager.hpp"
 #include "proxy/log.hpp"
 #include "proxy/server.hpp"
+#include "proxy/store_commands.hpp"
 #include "proxy/store_factory.hpp"
 #include "proxy/version.hpp"
 #include "store/store.hpp"
@@ -44,10 +45,17 @@ commands:
   diagnose HOST --config FILE [--port PORT]
                            explain why an HTTP-01 validation of HOST would fail (configuration,
                            DNS, port PORT (80) reaching gatehouse, redirects); changes nothing
+  store export --config FILE
+                           write every certificate, the internal CA and the ACME accounts in
+                           the store as one JSON document to stdout (it holds private keys)
+  store import --config FILE [--overwrite]
+                           write an export read from stdin into the store; refused whole if it
+                           is not valid; an entry the store holds with another value is kept
+                           (exit 1) unless --overwrite
   version                  print the version
   help                     print this text
 
-exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration
+exit codes: 0 success, 1 runtime failure, 2 bad usage, configuration or input (store import)
 signals (run): SIGTERM/SIGINT drain and exit, a second one exits at once; SIGHUP reloads FILE
 )";
 
@@ -221,6 +229,32 @@ int acme_command(std::string_view command, std::vector<std::string_view> options
     return gatehouse::proxy::diagnose_host(*loaded, host, port, std::cout, std::cerr);
 }
 
+// store export --config FILE | store import --config FILE [--overwrite]
+int store_command(std::vector<std::string_view> options)
+{
+    if (options.empty() || (options.front() != "export" && options.front() != "import")) {
+        return usage_error("store needs a subcommand: store export or store import");
+    }
+    const std::string subcommand(options.front());
+    options.erase(options.begin());
+    const bool overwrite = std::erase(options, std::string_view("--overwrite")) > 0;
+    if (overwrite && subcommand != "import") {
+        return usage_error("--overwrite is an option of store import only");
+    }
+    std::string path;
+    if (!parse_config_option(options, path)) {
+        return usage_error("store " + subcommand + " needs --config FILE");
+    }
+    const auto loaded = load_for_command(path);
+    if (!loaded) {
+        return exit_usage;
+    }
+    if (subcommand == "export") {
+        return gatehouse::proxy::export_store(*loaded, std::cout, std::cerr);
+    }
+    return gatehouse::proxy::import_store(*loaded, std::cin, overwrite, std::cout, std::cerr);
+}
+
 int run(const std::string& path)
 {
     gatehouse::config::gatehouse_config loaded;
@@ -287,6 +321,9 @@ int main(int argc, char** argv)
     }
     if (command == "revoke" || command == "account" || command == "diagnose") {
         return acme_command(command, std::move(options));
+    }
+    if (command == "store") {
+        return store_command(std::move(options));
     }
     return usage_error("unknown command '" + std::string(command) + "'");
 }
