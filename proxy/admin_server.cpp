@@ -5,6 +5,7 @@
 #include "proxy/metrics.hpp"
 #include "proxy/version.hpp"
 #include "store/rfc3339.hpp"
+#include "store/store.hpp"
 
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,43 @@ namespace gatehouse::proxy {
 namespace http = beast::http;
 
 namespace {
+
+nlohmann::json store_json(const store::store* store)
+{
+    if (store == nullptr) {
+        return nullptr;
+    }
+    const auto degraded = store->degraded();
+    return {{"backend", store->describe()},
+            {"state", degraded ? "degraded" : "ok"},
+            {"detail", degraded ? nlohmann::json(*degraded) : nlohmann::json(nullptr)}};
+}
+
+// "3 of 4 loaded; waiting for a.example.com" for /readyz: certificates still being obtained
+// (ACME ones, after a start with the CA out of reach) do not hold readiness back, since the
+// other routes must keep serving, but the probe says so.
+std::string certificates_line(const certificate_manager* certificates)
+{
+    if (certificates == nullptr) {
+        return "";
+    }
+    std::size_t loaded = 0;
+    std::string waiting;
+    const auto all = certificates->status();
+    for (const auto& each : all) {
+        if (!each.serial.empty()) {
+            ++loaded;
+        } else {
+            waiting += (waiting.empty() ? "" : ", ") + each.host;
+        }
+    }
+    std::string line =
+        "certificates: " + std::to_string(loaded) + " of " + std::to_string(all.size()) + " loaded";
+    if (!waiting.empty()) {
+        line += "; waiting for " + waiting;
+    }
+    return line + "\n";
+}
 
 constexpr std::chrono::seconds admin_timeout{10};
 constexpr std::uint32_t admin_header_limit = 8 * 1024;
@@ -32,7 +70,8 @@ admin_answer answer_for(std::string_view path, const server_status& status)
     }
     if (path == "/readyz") {
         if (status.ready()) {
-            return {http::status::ok, "text/plain; charset=utf-8", "ready\n"};
+            return {http::status::ok, "text/plain; charset=utf-8",
+                    "ready\n" + certificates_line(status.certificates)};
         }
         return {http::status::service_unavailable, "text/plain; charset=utf-8",
                 status.draining ? "draining\n" : "starting\n"};
@@ -130,6 +169,7 @@ std::string render_status_json(const server_status& status)
                                           : nlohmann::json(nullptr)}}},
         {"routes", routes},
         {"certificates", certificates_json(status.certificates)},
+        {"store", store_json(status.store)},
         {"last_reload", {{"at", status.last_reload_at}, {"error", status.last_reload_error}}},
     };
     return document.dump(2) + "\n";

@@ -14,6 +14,10 @@
 #include <memory>
 #include <string>
 
+namespace gatehouse::store {
+class store;
+}
+
 namespace gatehouse::proxy {
 
 class certificate_manager;
@@ -29,8 +33,10 @@ struct server_status {
     unsigned threads = 0;
     std::shared_ptr<const proxy_settings> settings;
 
-    // The certificates behind the HTTPS listener; null without one.
+    // The certificates behind the HTTPS listener, and the store they are kept in; null
+    // without one.
     const certificate_manager* certificates = nullptr;
+    const store::store* store = nullptr;
 
     // The outcome of the most recent SIGHUP reload, if any.
     std::string last_reload_at;

@@ -178,6 +178,7 @@ void server::impl::start_certificates()
         &shared.challenges);
     certificates->start(config);
     status.certificates = certificates.get();
+    status.store = certificate_store.get();
     log::write(
         *logger, spdlog::level::info, "certificates loaded",
         {{"count", certificates->status().size()}, {"store", certificate_store->describe()}});

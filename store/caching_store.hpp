@@ -44,6 +44,14 @@ public:
     // Whether the last read had to be answered from the cache: the backend is out of reach.
     bool serving_from_cache() const noexcept { return from_cache_.load(); }
 
+    std::optional<std::string> degraded() const override
+    {
+        if (from_cache_.load()) {
+            return "the backend is out of reach; reads come from the local copy";
+        }
+        return backend_->degraded();
+    }
+
 private:
     static bool is_cached(std::string_view key);
     static bool is_outage(const boost::system::error_code& error);

@@ -111,6 +111,8 @@ public:
     // The backend's description followed by ", encrypted": "file:/var/lib/gatehouse, encrypted".
     std::string describe() const override;
 
+    std::optional<std::string> degraded() const override { return backend_->degraded(); }
+
     // Seals again, with the first key of the ring, every secret value that is in the clear or
     // sealed with another key, so the older keys can then leave the ring. Each value is read and
     // written while holding the lock of the same name (the one gatehouse takes before writing

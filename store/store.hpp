@@ -203,6 +203,11 @@ public:
     // Where the data lives, for logs and /status: "file:/var/lib/gatehouse". Never contains
     // credentials.
     virtual std::string describe() const = 0;
+
+    // Why the store works only in part right now, for /status, or nullopt when it works as it
+    // should: a networked store answering reads from a local copy, say. Cheap: it reports what
+    // the last calls saw and asks no server.
+    virtual std::optional<std::string> degraded() const { return std::nullopt; }
 };
 
 } // namespace gatehouse::store
