@@ -29,9 +29,11 @@
 
 #include <nlohmann/json.hpp>
 
-namespace gatehouse::store::etcd {
-
+namespace gatehouse::store {
 class watch_registry;
+}
+
+namespace gatehouse::store::etcd {
 
 class watcher {
 public:

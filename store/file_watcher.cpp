@@ -1,6 +1,7 @@
 #include "store/file_watcher.hpp"
 
 #include "store/file_layout.hpp"
+#include "store/watch_registry.hpp"
 
 #include <algorithm>
 #include <array>
@@ -26,11 +27,6 @@ constexpr std::uint32_t inotify_mask = IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | 
                                        IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |
                                        IN_ONLYDIR;
 
-bool matches(std::string_view prefix, const change_event& event)
-{
-    return event.kind == change_kind::resync || event.key.starts_with(prefix);
-}
-
 // Files an operator copied in keep the operator's mode; the store promises 0600 files and 0700
 // directories, so it tightens what it owns. Links are left alone: their targets are not ours.
 void tighten_mode(const std::filesystem::path& path, mode_t wanted)
@@ -46,105 +42,7 @@ void tighten_mode(const std::filesystem::path& path, mode_t wanted)
 
 } // namespace
 
-// The watches of one store and the dispatch of events to them. Shared by the watcher thread and
-// every handle, so a handle may outlive the store.
-class watch_registry {
-public:
-    struct entry {
-        std::string prefix;
-        std::function<void(const change_event&)> callback;
-        bool active = true;
-    };
-
-    std::shared_ptr<entry> add(std::string prefix,
-                               std::function<void(const change_event&)> callback)
-    {
-        auto added = std::make_shared<entry>(entry{std::move(prefix), std::move(callback)});
-        std::lock_guard lock(mutex_);
-        entries_.push_back(added);
-        return added;
-    }
-
-    // Stops `removed`'s callbacks, waiting for one in progress unless called on the dispatching
-    // thread itself (from inside a callback), where waiting would never end.
-    void remove(const std::shared_ptr<entry>& removed)
-    {
-        std::unique_lock lock(mutex_);
-        removed->active = false;
-        std::erase(entries_, removed);
-        if (std::this_thread::get_id() != dispatcher_) {
-            callback_returned_.wait(lock, [&] { return running_ != removed.get(); });
-        }
-    }
-
-    void set_dispatcher(std::thread::id id)
-    {
-        std::lock_guard lock(mutex_);
-        dispatcher_ = id;
-    }
-
-    // Calls every matching active watch for each event, without holding the mutex while a
-    // callback runs, so that callbacks may add or remove watches.
-    void dispatch(const std::vector<change_event>& events)
-    {
-        std::vector<std::shared_ptr<entry>> targets;
-        {
-            std::lock_guard lock(mutex_);
-            targets = entries_;
-        }
-        for (const auto& event : events) {
-            for (const auto& target : targets) {
-                if (matches(target->prefix, event)) {
-                    call(*target, event);
-                }
-            }
-        }
-    }
-
-private:
-    void call(entry& target, const change_event& event)
-    {
-        {
-            std::lock_guard lock(mutex_);
-            if (!target.active) {
-                return;
-            }
-            running_ = &target;
-        }
-        try {
-            target.callback(event);
-        } catch (...) {
-            // Dropped, as store::watch documents: one consumer must not silence the others.
-        }
-        {
-            std::lock_guard lock(mutex_);
-            running_ = nullptr;
-        }
-        callback_returned_.notify_all();
-    }
-
-    std::mutex mutex_;
-    std::condition_variable callback_returned_;
-    std::vector<std::shared_ptr<entry>> entries_;
-    const entry* running_ = nullptr;
-    std::thread::id dispatcher_;
-};
-
 namespace {
-
-class file_watch_handle final : public watch_handle {
-public:
-    file_watch_handle(std::shared_ptr<watch_registry> registry,
-                      std::shared_ptr<watch_registry::entry> entry)
-        : registry_(std::move(registry)), entry_(std::move(entry))
-    {}
-
-    ~file_watch_handle() override { registry_->remove(entry_); }
-
-private:
-    std::shared_ptr<watch_registry> registry_;
-    std::shared_ptr<watch_registry::entry> entry_;
-};
 
 // Appends an event for every key added, removed or changed between two sorted snapshots.
 template <typename Snapshot>
@@ -211,7 +109,7 @@ file_watcher::watch(std::string_view prefix, std::function<void(const change_eve
     }
     auto entry = registry_->add(std::string(prefix), std::move(callback));
     return std::unique_ptr<watch_handle>(
-        std::make_unique<file_watch_handle>(registry_, std::move(entry)));
+        std::make_unique<registry_watch_handle>(registry_, std::move(entry)));
 }
 
 void file_watcher::start()
