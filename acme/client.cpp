@@ -319,6 +319,11 @@ operation_result<obtained_certificate> client::obtain(const std::vector<std::str
     if (!current) {
         return current.error();
     }
+    if (hooks_.account_in_use) {
+        if (auto thumbprint = pki::jwk_thumbprint(current->key.get())) {
+            hooks_.account_in_use(*thumbprint);
+        }
+    }
 
     // A fresh key for every certificate: a key never outlives the certificate it was made for.
     auto key = pki::generate_private_key(settings_.certificate_key_type);
@@ -382,6 +387,12 @@ operation_result<obtained_certificate> client::run_order(account& current,
     next_action next = flow.start();
     for (int actions = 0; actions < max_actions_per_order; ++actions) {
         if (auto* request_to_send = std::get_if<send_request>(&next)) {
+            // A zero wait asks whether to go on at all: a stop, or a lost certificate lock,
+            // ends the order before it sends anything more.
+            if (!sleep_(std::chrono::milliseconds(0))) {
+                keep_state();
+                return stopped();
+            }
             auto response = transport_.exchange(*request_to_send);
             if (!response) {
                 keep_state();

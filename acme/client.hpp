@@ -76,6 +76,10 @@ struct client_settings {
 struct challenge_hooks {
     std::function<void(const std::string& token, const std::string& key_authorization)> published;
     std::function<void(const std::string& token)> withdrawn;
+
+    // The thumbprint of the account key an order is about to use, so this instance can answer
+    // its challenges statelessly even before the store's watch reports a new account.
+    std::function<void(const std::string& thumbprint)> account_in_use;
 };
 
 // Sleeps for the given time or until a stop is requested; returns false when stopped.
@@ -125,7 +129,8 @@ result<account_record> parse_account_record(std::string_view json);
 class client {
 public:
     // `store` and `transport` must outlive the client. `sleep` does every wait (polls, the
-    // account lock), so a stop cuts them short.
+    // account lock), so a stop cuts them short; it is also asked for a zero wait before every
+    // request of an order, so returning false there (a stop, a lost lock) ends the order.
     client(store::store& store, transport& transport, client_settings settings,
            sleep_function sleep, challenge_hooks hooks = {});
 

@@ -179,6 +179,9 @@ acme::client& acme_worker::impl::client_for(const acme_job& job)
             hooks.withdrawn = [target = challenges](const std::string& token) {
                 target->remove(token);
             };
+            hooks.account_in_use = [target = challenges](const std::string& thumbprint) {
+                target->add_account_thumbprint(thumbprint);
+            };
         }
         cached.client = std::make_unique<acme::client>(
             store, *cached.transport, std::move(settings),

@@ -1,5 +1,7 @@
 #include "proxy/challenge_responder.hpp"
 
+#include <algorithm>
+
 namespace gatehouse::proxy {
 
 namespace {
@@ -47,6 +49,17 @@ void challenge_responder::set_acme_hosts(std::set<std::string, std::less<>> host
     auto next = std::make_shared<stateless>(*stateless_.load());
     next->hosts = std::move(hosts);
     stateless_.store(std::move(next), std::memory_order_release);
+}
+
+void challenge_responder::add_account_thumbprint(const std::string& thumbprint)
+{
+    std::lock_guard lock(writer_);
+    auto next = std::make_shared<stateless>(*stateless_.load());
+    if (std::find(next->thumbprints.begin(), next->thumbprints.end(), thumbprint) ==
+        next->thumbprints.end()) {
+        next->thumbprints.push_back(thumbprint);
+        stateless_.store(std::move(next), std::memory_order_release);
+    }
 }
 
 void challenge_responder::set_account_thumbprints(std::vector<std::string> thumbprints)

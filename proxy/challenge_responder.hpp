@@ -48,6 +48,10 @@ public:
     void set_acme_hosts(std::set<std::string, std::less<>> hosts);
     void set_account_thumbprints(std::vector<std::string> thumbprints);
 
+    // Adds one, unless known: the account this instance's worker just loaded, which may be
+    // newer than what the store's watch has reported.
+    void add_account_thumbprint(const std::string& thumbprint);
+
 private:
     using table = std::map<std::string, std::string, std::less<>>;
 

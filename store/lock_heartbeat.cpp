@@ -16,6 +16,9 @@ std::chrono::milliseconds beat_interval(const lock_lease& lease, std::chrono::mi
 
 lock_heartbeat::lock_heartbeat(store& target, lock_lease lease, std::chrono::milliseconds interval)
     : target_(target), lease_(std::move(lease)), interval_(beat_interval(lease_, interval)),
+      // Two thirds of the ttl: the holder gives up while the lease still stands, so it has
+      // stopped before the backend frees the lock for anyone else.
+      give_up_after_(std::chrono::duration_cast<std::chrono::milliseconds>(lease_.ttl) * 2 / 3),
       thread_([this] { run(); })
 {}
 
@@ -42,7 +45,7 @@ void lock_heartbeat::run()
         lock.lock();
         if (refreshed) {
             last_success = now;
-        } else if (refreshed.error() == errc::lock_lost || now - last_success >= lease_.ttl) {
+        } else if (refreshed.error() == errc::lock_lost || now - last_success >= give_up_after_) {
             lost_ = true;
             return;
         }

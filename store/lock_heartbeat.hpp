@@ -17,7 +17,8 @@ public:
     // Refreshes `lease` through `target` every `interval` (ttl/3 when zero, so two refreshes can
     // fail in a row before the lease runs out). A refresh failing with errc::lock_lost ends the
     // heartbeat at once; any other failure is retried at the next beat, and ends it once no
-    // refresh has succeeded for a whole ttl, because the lock may then have been taken. `target`
+    // refresh has succeeded for two thirds of the ttl: the lease still stands then, so work
+    // that checks lost() stops before the backend can hand the lock to anyone else. `target`
     // must outlive the heartbeat. Throws std::system_error if the thread cannot start.
     lock_heartbeat(store& target, lock_lease lease,
                    std::chrono::milliseconds interval = std::chrono::milliseconds(0));
@@ -41,6 +42,7 @@ private:
     store& target_;
     const lock_lease lease_;
     const std::chrono::milliseconds interval_;
+    const std::chrono::milliseconds give_up_after_;
 
     std::atomic<bool> lost_{false};
     std::mutex mutex_;

@@ -92,6 +92,12 @@ TEST_CASE("tokens not recorded yet are answered statelessly for our names and on
     responder.set_account_thumbprints({"ONE", "TWO"});
     CHECK_FALSE(responder.answer(token, "app.example.test"));
 
+    // A thumbprint added by the worker joins those from the store, once.
+    responder.set_account_thumbprints({});
+    responder.add_account_thumbprint("THUMB");
+    responder.add_account_thumbprint("THUMB");
+    CHECK(responder.answer(token, "app.example.test") == token + ".THUMB");
+
     // A recorded answer wins over the stateless one.
     responder.set_account_thumbprints({"THUMB"});
     responder.add(token, token + ".RECORDED");

@@ -6,6 +6,7 @@
 // fails while etcd is down.
 #include "net/http_client.hpp"
 #include "store/etcd_store.hpp"
+#include "store/lock_heartbeat.hpp"
 #include "tests/unit/store/store_test_support.hpp"
 
 #include <atomic>
@@ -735,4 +736,24 @@ TEST_CASE("an etcd store speaks mutual TLS to a cluster that requires it", "[etc
         REQUIRE_FALSE(opened);
         CHECK(opened.error() == errc::unavailable);
     }
+}
+
+TEST_CASE("a heartbeat that cannot reach etcd gives the lock up before its lease runs out",
+          "[etcd]")
+{
+    etcd_process etcd;
+    etcd.start();
+    auto store = open_store(etcd);
+    const auto lease = require_lock(*store, "certificates/example.com", 3s);
+    REQUIRE(lease);
+    const auto taken_at = std::chrono::steady_clock::now();
+    gatehouse::store::lock_heartbeat heartbeat(*store, *lease);
+
+    // etcd away: every refresh fails with unavailable, and the holder must stop while its
+    // lease (3 s) still keeps everyone else out.
+    etcd.stop();
+    REQUIRE(wait_until([&] { return heartbeat.lost(); }, 4s));
+    const auto lost_after = std::chrono::steady_clock::now() - taken_at;
+    CHECK(lost_after < 3s);
+    CHECK(lost_after >= 1900ms);
 }
