@@ -26,9 +26,13 @@ namespace {
 using steady_clock = std::chrono::steady_clock;
 using system_clock = std::chrono::system_clock;
 
-// An order takes seconds; the heartbeat refreshes the lock every ttl/3, so a holder that
-// dies frees it within a minute and a live one never loses it to a slow CA.
-constexpr std::chrono::seconds order_lock_ttl{60};
+// The lock an order holds. Its heartbeat refreshes it every ttl/3 and gives it up after 2/3 of
+// the ttl without a successful refresh (100 s); the order asks before every request whether to
+// go on, and one request lasts at most 2 x (connect 5 s + exchange 20 s) with its retry on a
+// fresh connection, so a holder cut off from the store has stopped talking to the CA by 150 s,
+// when the lease runs out and another instance may take over. A holder that dies frees the
+// lock within 150 s too; orders are rare enough for that wait.
+constexpr std::chrono::seconds order_lock_ttl{150};
 
 constexpr std::chrono::minutes rate_window{1};
 
@@ -113,6 +117,10 @@ acme::http_transport_options transport_options_for(const config::acme_settings& 
 {
     acme::http_transport_options out;
     out.extra_ca_file = settings.ca_bundle_file;
+    // Bounded so that an order's last request ends before its lock can pass to another
+    // instance (see order_lock_ttl).
+    out.connect_timeout = std::chrono::seconds(5);
+    out.request_timeout = std::chrono::seconds(20);
     out.user_agent = "gatehouse (ACME client)";
     return out;
 }
