@@ -82,6 +82,22 @@ std::string lower(std::string text)
     return text;
 }
 
+// An IPv4 or IPv6 socket address as text ("192.0.2.1", "2001:db8::1"); nullopt for others.
+std::optional<std::string> address_text(const sockaddr* address)
+{
+    char text[INET6_ADDRSTRLEN] = {};
+    if (address->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(address)->sin_addr, text,
+                  sizeof text);
+    } else if (address->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr, text,
+                  sizeof text);
+    } else {
+        return std::nullopt;
+    }
+    return std::string(text);
+}
+
 // Every address this machine has on an interface, as text.
 std::set<std::string> local_addresses()
 {
@@ -94,17 +110,9 @@ std::set<std::string> local_addresses()
         if (each->ifa_addr == nullptr) {
             continue;
         }
-        char text[INET6_ADDRSTRLEN] = {};
-        if (each->ifa_addr->sa_family == AF_INET) {
-            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(each->ifa_addr)->sin_addr, text,
-                      sizeof text);
-        } else if (each->ifa_addr->sa_family == AF_INET6) {
-            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(each->ifa_addr)->sin6_addr, text,
-                      sizeof text);
-        } else {
-            continue;
+        if (auto text = address_text(each->ifa_addr)) {
+            found.insert(std::move(*text));
         }
-        found.insert(text);
     }
     freeifaddrs(list);
     return found;
@@ -123,18 +131,9 @@ std::pair<std::vector<std::string>, std::string> resolve(const std::string& host
     std::set<std::string> seen;
     std::vector<std::string> addresses;
     for (addrinfo* each = results; each != nullptr; each = each->ai_next) {
-        char text[INET6_ADDRSTRLEN] = {};
-        if (each->ai_family == AF_INET) {
-            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(each->ai_addr)->sin_addr, text,
-                      sizeof text);
-        } else if (each->ai_family == AF_INET6) {
-            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(each->ai_addr)->sin6_addr, text,
-                      sizeof text);
-        } else {
-            continue;
-        }
-        if (seen.insert(text).second) {
-            addresses.emplace_back(text);
+        auto text = address_text(each->ai_addr);
+        if (text && seen.insert(*text).second) {
+            addresses.push_back(std::move(*text));
         }
     }
     freeaddrinfo(results);

@@ -131,6 +131,19 @@ def merge(base, overrides):
     return result
 
 
+def wait_for_line(read_lines, predicate, timeout):
+    """The first of read_lines() for which predicate(line) holds, reading again every 50 ms;
+    None after `timeout` seconds. For log files that other processes are still writing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in read_lines():
+            if predicate(line):
+                return line
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
 class Gatehouse:
     """One gatehouse process started with `run --config`, logging to a file."""
 
@@ -243,14 +256,7 @@ class Gatehouse:
 
     def wait_for_log(self, predicate, timeout=5.0):
         """The first log line for which predicate(line) holds, or None after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.log_lines():
-                if predicate(line):
-                    return line
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
+        return wait_for_line(self.log_lines, predicate, timeout)
 
     def vm_hwm_kib(self):
         """Peak resident memory so far (VmHWM from /proc/PID/status), in KiB."""

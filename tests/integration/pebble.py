@@ -555,14 +555,7 @@ class PebbleCA:
 
     def wait_for_log(self, predicate, timeout=5.0):
         """The first log line for which predicate(line) holds, or None after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.log_lines():
-                if predicate(line):
-                    return line
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
+        return harness.wait_for_line(self.log_lines, predicate, timeout)
 
     def describe(self):
         """Where everything is and the last log lines, for failure reports."""
