@@ -129,14 +129,19 @@ def test_instances_on_one_prefix_serve_one_certificate_and_an_etcd_put_reaches_a
               "private_key_pem": pair.key_pem().decode(), "issuer": "file"}
     put_at = time.monotonic()
     etcd.put(f"/gatehouse/certificates/{host}", json.dumps(bundle))
+    # Each instance hands a new table to every worker thread; until the last worker has it, a
+    # connection may still meet the old certificate, so every instance is polled until a
+    # handshake verifies against the operator's CA, within the 2 s the store promises.
     for gatehouse in (first, second):
-        elapsed, seen = tlshelpers.wait_for_serial_change(
-            gatehouse.https_port, host, None, served[0], timeout=5, interval=0.1)
-        assert elapsed is not None, seen
-    assert time.monotonic() - put_at < 2.5
-    for gatehouse in (first, second):
-        shown = tlshelpers.handshake(gatehouse.https_port, host, user_ca.certificate)
-        assert shown.serial == pair.serial.upper() or shown.serial.lower() == pair.serial.lower()
+        shown, last_error = None, None
+        while shown is None and time.monotonic() - put_at < 2.5:
+            try:
+                shown = tlshelpers.handshake(gatehouse.https_port, host, user_ca.certificate)
+            except (OSError, ValueError) as error:
+                last_error = error
+                time.sleep(0.05)
+        assert shown is not None, f"operator certificate not served within 2.5 s: {last_error}"
+        assert shown.serial.lower() == pair.serial.lower()
 
 
 def test_an_instance_started_while_etcd_is_down_serves_its_cached_certificates(
