@@ -10,12 +10,14 @@
 #include "tests/unit/store/store_test_support.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 extern char** environ;
 
@@ -140,8 +143,34 @@ public:
         return text.size() > 4000 ? text.substr(text.size() - 4000) : text;
     }
 
+    std::uint16_t client_port() const { return client_port_; }
+
     // POSTs `body` to `path` on this member over plain HTTP; the status, or 0 when unreachable.
     int post(const std::string& path, const std::string& body, const std::string& token = {}) const
+    {
+        const auto answer = send(path, body, token);
+        return answer ? answer->status : 0;
+    }
+
+    // The member's current revision, which the header of every answer carries; 0 when it
+    // cannot be read.
+    std::int64_t revision() const
+    {
+        const auto answer = send("/v3/kv/range", R"({"key":"AA=="})");
+        if (!answer || answer->status != 200) {
+            return 0;
+        }
+        const auto parsed = nlohmann::json::parse(answer->body, nullptr, false);
+        const auto field = parsed.is_object()
+                               ? parsed.value("/header/revision"_json_pointer, nlohmann::json())
+                               : nlohmann::json();
+        // The gateway writes 64-bit integers as strings.
+        return field.is_string() ? std::stoll(field.get<std::string>()) : 0;
+    }
+
+private:
+    gatehouse::net::result<gatehouse::net::response>
+    send(const std::string& path, const std::string& body, const std::string& token = {}) const
     {
         gatehouse::net::client_options options;
         options.connect_timeout = 1s;
@@ -154,11 +183,9 @@ public:
         if (!token.empty()) {
             request.headers.push_back({"Authorization", token});
         }
-        const auto answer = client.send(request);
-        return answer ? answer->status : 0;
+        return client.send(request);
     }
 
-private:
     bool answers_range() const { return post("/v3/kv/range", R"({"key":"AA=="})") == 200; }
 
     // fork and exec with every ETCD_* variable removed, as etcd reads them all as flags.
@@ -211,6 +238,229 @@ private:
     std::uint16_t peer_port_;
     std::filesystem::path dir_;
     pid_t pid_ = -1;
+};
+
+// A TCP forwarder on 127.0.0.1 in front of one etcd member, so that a test can take the member
+// out of one store's reach while etcd itself runs on and moves ahead. cut() closes the
+// listening socket and every connection being forwarded, so the store sees its connections end
+// and new ones refused; restore() listens again on the same port. Everything etcd sends back
+// is kept, so the test can tell what etcd answered. One thread does all the socket work, so no
+// socket is closed under a poll(); cut() and restore() ask it and wait until it is done.
+class tcp_forwarder {
+public:
+    explicit tcp_forwarder(std::uint16_t target_port) : target_port_(target_port)
+    {
+        REQUIRE(::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) == 0);
+        listener_ = open_listener(0);
+        REQUIRE(listener_ >= 0);
+        sockaddr_in address{};
+        socklen_t length = sizeof address;
+        REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+        port_ = ntohs(address.sin_port);
+        thread_ = std::thread([this] { run(); });
+    }
+
+    ~tcp_forwarder()
+    {
+        command('q');
+        thread_.join();
+        close_all();
+        ::close(wake_[0]);
+        ::close(wake_[1]);
+    }
+
+    tcp_forwarder(const tcp_forwarder&) = delete;
+    tcp_forwarder& operator=(const tcp_forwarder&) = delete;
+
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+    void cut() { REQUIRE(command('c')); }
+
+    // Fails the test when the port cannot be had again.
+    void restore() { REQUIRE(command('r')); }
+
+    // Whether etcd has sent `text` back through the forwarder, on any connection.
+    bool etcd_sent(std::string_view text) const
+    {
+        std::lock_guard lock(mutex_);
+        return from_etcd_.find(text) != std::string::npos;
+    }
+
+private:
+    struct link {
+        int client;
+        int server;
+    };
+
+    // A listening socket on 127.0.0.1:`port` (0 for any), or -1. SO_REUSEADDR lets it have its
+    // port again while connections closed by cut() linger in TIME_WAIT.
+    static int open_listener(std::uint16_t port)
+    {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            return -1;
+        }
+        const int on = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        address.sin_port = htons(port);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+            ::listen(fd, 16) != 0) {
+            ::close(fd);
+            return -1;
+        }
+        return fd;
+    }
+
+    // Has the thread carry out `what` ('c'ut, 'r'estore, 'q'uit); whether that worked. Bounded,
+    // so a stuck thread fails the test rather than hanging it.
+    bool command(char what)
+    {
+        std::unique_lock lock(mutex_);
+        const auto wanted = ++commands_sent_;
+        if (::write(wake_[1], &what, 1) != 1) {
+            return false;
+        }
+        return done_.wait_for(lock, 5s, [&] { return commands_done_ >= wanted; }) &&
+               command_worked_;
+    }
+
+    void run()
+    {
+        std::vector<char> buffer(64 * 1024);
+        for (;;) {
+            std::vector<pollfd> polled;
+            for (const auto& each : links_) {
+                polled.push_back({each.client, POLLIN, 0});
+                polled.push_back({each.server, POLLIN, 0});
+            }
+            polled.push_back({wake_[0], POLLIN, 0});
+            if (listener_ >= 0) {
+                polled.push_back({listener_, POLLIN, 0});
+            }
+            if (::poll(polled.data(), polled.size(), 1000) < 0) {
+                continue;
+            }
+
+            std::vector<bool> dead(links_.size(), false);
+            for (std::size_t i = 0; i < links_.size(); ++i) {
+                const auto ready = POLLIN | POLLHUP | POLLERR;
+                if ((polled[2 * i].revents & ready) != 0) {
+                    dead[i] = !pass_on(links_[i].client, links_[i].server, buffer, false);
+                }
+                if (!dead[i] && (polled[2 * i + 1].revents & ready) != 0) {
+                    dead[i] = !pass_on(links_[i].server, links_[i].client, buffer, true);
+                }
+            }
+            for (std::size_t i = links_.size(); i-- > 0;) {
+                if (dead[i]) {
+                    ::close(links_[i].client);
+                    ::close(links_[i].server);
+                    links_.erase(links_.begin() + static_cast<std::ptrdiff_t>(i));
+                }
+            }
+            const std::size_t wake = 2 * dead.size();
+            if (polled.size() > wake + 1 && (polled[wake + 1].revents & POLLIN) != 0) {
+                accept_one();
+            }
+            if ((polled[wake].revents & POLLIN) != 0) {
+                char what = 0;
+                while (::read(wake_[0], &what, 1) == 1) {
+                    bool worked = true;
+                    if (what == 'c' || what == 'q') {
+                        close_all();
+                    } else if (what == 'r' && listener_ < 0) {
+                        listener_ = open_listener(port_);
+                        worked = listener_ >= 0;
+                    }
+                    {
+                        std::lock_guard lock(mutex_);
+                        ++commands_done_;
+                        command_worked_ = worked;
+                    }
+                    done_.notify_all();
+                    if (what == 'q') {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    // Moves what `from` has to `to`; false once either side is done or broken.
+    bool pass_on(int from, int to, std::vector<char>& buffer, bool from_etcd)
+    {
+        const auto received = ::recv(from, buffer.data(), buffer.size(), 0);
+        if (received <= 0) {
+            return false;
+        }
+        if (from_etcd) {
+            std::lock_guard lock(mutex_);
+            from_etcd_.append(buffer.data(), static_cast<std::size_t>(received));
+        }
+        for (ssize_t sent = 0; sent < received;) {
+            const auto wrote = ::send(to, buffer.data() + sent,
+                                      static_cast<std::size_t>(received - sent), MSG_NOSIGNAL);
+            if (wrote <= 0) {
+                return false;
+            }
+            sent += wrote;
+        }
+        return true;
+    }
+
+    // Takes one connection and opens its twin to etcd; a client etcd will not take is closed.
+    void accept_one()
+    {
+        const int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (client < 0) {
+            return;
+        }
+        const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        address.sin_port = htons(target_port_);
+        if (server < 0 ||
+            ::connect(server, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+            if (server >= 0) {
+                ::close(server);
+            }
+            ::close(client);
+            return;
+        }
+        links_.push_back({client, server});
+    }
+
+    void close_all()
+    {
+        if (listener_ >= 0) {
+            ::close(listener_);
+            listener_ = -1;
+        }
+        for (const auto& each : links_) {
+            ::close(each.client);
+            ::close(each.server);
+        }
+        links_.clear();
+    }
+
+    const std::uint16_t target_port_;
+    std::uint16_t port_ = 0;
+    int wake_[2] = {-1, -1};
+    // Touched only by the thread once it runs.
+    int listener_ = -1;
+    std::vector<link> links_;
+    std::thread thread_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable done_;
+    std::uint64_t commands_sent_ = 0;
+    std::uint64_t commands_done_ = 0;
+    bool command_worked_ = false;
+    std::string from_etcd_;
 };
 
 etcd_options options_for(std::vector<std::string> endpoints)
@@ -527,6 +777,54 @@ TEST_CASE("an etcd watch hears resync once etcd is back after a crash, then new 
     REQUIRE(store->put("certificates/after.example", "2"));
     CHECK(
         wait_until([&] { return events->saw_key("certificates/after.example"); }, report_deadline));
+}
+
+TEST_CASE("an etcd watch resyncs when etcd compacted the revision it resumes from, then hears "
+          "new changes",
+          "[etcd]")
+{
+    etcd_process etcd;
+    etcd.start();
+    // The watching store reaches etcd only through the forwarder, so it can be cut off while
+    // etcd runs on; the writing store talks to etcd directly.
+    tcp_forwarder forwarder(etcd.client_port());
+    auto watching = open_store(options_for({forwarder.url()}));
+    auto writing = open_store(etcd);
+    auto events = std::make_shared<event_recorder>();
+    const auto handle = watch_into(*watching, "certificates/", events);
+    REQUIRE(writing->put("certificates/before.example", "1"));
+    REQUIRE(wait_until([&] { return events->saw_key("certificates/before.example"); },
+                       report_deadline));
+
+    // Cut off, the watcher will resume from the revision after that put. Changes made
+    // meanwhile, then compacted away, are history etcd can no longer replay to it.
+    forwarder.cut();
+    REQUIRE(writing->put("certificates/a.example", "A"));
+    REQUIRE(writing->put("certificates/b.example", "B"));
+    const auto revision = etcd.revision();
+    REQUIRE(revision > 0);
+    REQUIRE(etcd.post("/v3/kv/compaction", R"({"revision":")" + std::to_string(revision) +
+                                               R"(","physical":true})") == 200);
+    CHECK_FALSE(events->saw_key("certificates/a.example"));
+    CHECK_FALSE(events->has(change_kind::resync, ""));
+    forwarder.restore();
+
+    REQUIRE(wait_until([&] { return events->has(change_kind::resync, ""); }, 8s));
+    // etcd did cancel the resumed watch as compacted, naming where its history now begins: the
+    // path under test, not merely a reconnect that etcd could replay.
+    CHECK(wait_until(
+        [&] {
+            return forwarder.etcd_sent(R"("compact_revision":")" + std::to_string(revision) +
+                                       R"(")");
+        },
+        report_deadline));
+    CHECK(watching->get("certificates/a.example").value() == "A");
+    CHECK(watching->get("certificates/b.example").value() == "B");
+    // Only a stream that stands delivers changes, so hearing one made now shows the watcher
+    // moved on to where etcd's history begins instead of asking again for the compacted
+    // revision. The deadline allows for the watcher's pause before it reconnects.
+    REQUIRE(writing->put("certificates/c.example", "C"));
+    CHECK(wait_until([&] { return events->has(change_kind::put, "certificates/c.example"); }, 8s));
 }
 
 TEST_CASE("an etcd store fails fast with unavailable while etcd is down, and recovers", "[etcd]")
