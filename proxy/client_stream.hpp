@@ -10,6 +10,7 @@
 #pragma once
 
 #include "proxy/net.hpp"
+#include "proxy/timed_socket.hpp"
 
 #include <chrono>
 #include <memory>
@@ -24,8 +25,8 @@ namespace gatehouse::proxy {
 
 class client_stream {
 public:
-    using executor_type = beast::tcp_stream::executor_type;
-    using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+    using executor_type = timed_socket::executor_type;
+    using tls_stream = beast::ssl_stream<timed_socket>;
 
     // A plain-HTTP connection.
     explicit client_stream(tcp::socket socket) : plain_(std::in_place, std::move(socket)) {}
@@ -40,7 +41,7 @@ public:
     bool is_tls() const noexcept { return tls_ != nullptr; }
 
     // The TCP layer: timeouts, the socket and its peer address.
-    beast::tcp_stream& transport() noexcept { return tls_ ? tls_->next_layer() : *plain_; }
+    timed_socket& transport() noexcept { return tls_ ? tls_->next_layer() : *plain_; }
 
     // Deadlines for the next reads and writes, TLS ones included.
     void expires_after(std::chrono::steady_clock::duration timeout)
@@ -85,7 +86,7 @@ public:
     }
 
 private:
-    std::optional<beast::tcp_stream> plain_;
+    std::optional<timed_socket> plain_;
     std::unique_ptr<tls_stream> tls_;
 };
 

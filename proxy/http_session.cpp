@@ -217,7 +217,7 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer,
 
 // Reads the upstream's response head, skipping interim 1xx responses other than 101.
 asio::awaitable<error_code>
-read_response_head(beast::tcp_stream& upstream, beast::flat_buffer& buffer,
+read_response_head(timed_socket& upstream, beast::flat_buffer& buffer,
                    std::optional<http::response_parser<http::buffer_body>>& parser,
                    bool head_request, std::chrono::milliseconds timeout)
 {

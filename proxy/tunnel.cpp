@@ -15,7 +15,7 @@ using activity_clock = std::chrono::steady_clock;
 
 // The stream a tunnel reads and writes: the bare socket for TCP, so no per-operation timer
 // runs; the TLS stream for a TLS client, whose reads and writes must go through OpenSSL.
-tcp::socket& raw(beast::tcp_stream& stream)
+tcp::socket& raw(timed_socket& stream)
 {
     return stream.socket();
 }
@@ -29,7 +29,7 @@ client_stream& raw(client_stream& stream)
 // per-operation cancellation, also stops a TLS read, which does not accept a cancellation slot.
 struct tunnel_stopper {
     client_stream& client;
-    beast::tcp_stream& upstream;
+    timed_socket& upstream;
 
     void operator()() const
     {
@@ -95,7 +95,7 @@ asio::awaitable<bool> flush(beast::flat_buffer& pending, To& to)
 } // namespace
 
 asio::awaitable<void> run_tunnel(client_stream& client, beast::flat_buffer& client_buffer,
-                                 beast::tcp_stream& upstream, beast::flat_buffer& upstream_buffer,
+                                 timed_socket& upstream, beast::flat_buffer& upstream_buffer,
                                  std::chrono::milliseconds idle_timeout)
 {
     client.expires_never();

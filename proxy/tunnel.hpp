@@ -13,7 +13,7 @@ namespace gatehouse::proxy {
 // `idle_timeout`. Bytes already read into either buffer are delivered first. Both streams are
 // closed when it returns. Never throws.
 asio::awaitable<void> run_tunnel(client_stream& client, beast::flat_buffer& client_buffer,
-                                 beast::tcp_stream& upstream, beast::flat_buffer& upstream_buffer,
+                                 timed_socket& upstream, beast::flat_buffer& upstream_buffer,
                                  std::chrono::milliseconds idle_timeout);
 
 } // namespace gatehouse::proxy

@@ -2,11 +2,12 @@
 //
 // Opening a TCP connection per request would double the work of every proxied request, so
 // finished connections wait here for the next request to the same upstream. Each worker keeps
-// its own pools, which is why nothing here takes a lock. Internal to proxy/: it exposes Beast.
+// its own pools, which is why nothing here takes a lock. Internal to proxy/: it exposes Asio.
 #pragma once
 
 #include "config/config.hpp"
 #include "proxy/net.hpp"
+#include "proxy/timed_socket.hpp"
 #include "proxy/upstream_health.hpp"
 
 #include <chrono>
@@ -17,9 +18,9 @@ namespace gatehouse::proxy {
 
 // One TCP connection to an upstream, with the bytes read from it but not yet parsed.
 struct upstream_connection {
-    explicit upstream_connection(asio::any_io_executor executor) : stream(std::move(executor)) {}
+    explicit upstream_connection(const asio::any_io_executor& executor) : stream(executor) {}
 
-    beast::tcp_stream stream;
+    timed_socket stream;
     beast::flat_buffer buffer;
 
     // True when the connection came out of the pool: the upstream may have closed it in the
