@@ -40,3 +40,79 @@ TEST_CASE("a heartbeat reports the lock lost once it was released elsewhere", "[
     REQUIRE(store->unlock(*lease));
     CHECK(wait_until([&] { return heartbeat.lost(); }, 1000ms));
 }
+
+namespace {
+
+// A store whose refresh never answers in time, as an etcd that accepts connections and then
+// says nothing: each refresh waits `stall` before failing. Everything else is a file store's.
+class stalled_refresh_store final : public gatehouse::store::store {
+public:
+    stalled_refresh_store(std::unique_ptr<store> inner, std::chrono::milliseconds stall)
+        : inner_(std::move(inner)), stall_(stall)
+    {}
+
+    gatehouse::store::result<std::optional<std::string>> get(std::string_view key) override
+    {
+        return inner_->get(key);
+    }
+    gatehouse::store::result<void> put(std::string_view key, std::string_view value) override
+    {
+        return inner_->put(key, value);
+    }
+    gatehouse::store::result<void> remove(std::string_view key) override
+    {
+        return inner_->remove(key);
+    }
+    gatehouse::store::result<std::vector<std::string>> list(std::string_view prefix) override
+    {
+        return inner_->list(prefix);
+    }
+    gatehouse::store::result<std::optional<gatehouse::store::lock_lease>>
+    try_lock(std::string_view name, std::chrono::seconds ttl) override
+    {
+        return inner_->try_lock(name, ttl);
+    }
+    gatehouse::store::result<void> refresh(const gatehouse::store::lock_lease&) override
+    {
+        std::this_thread::sleep_for(stall_);
+        return gatehouse::store::errc::timeout;
+    }
+    gatehouse::store::result<void> unlock(const gatehouse::store::lock_lease& lease) override
+    {
+        return inner_->unlock(lease);
+    }
+    gatehouse::store::result<std::unique_ptr<gatehouse::store::watch_handle>>
+    watch(std::string_view prefix,
+          std::function<void(const gatehouse::store::change_event&)> callback) override
+    {
+        return inner_->watch(prefix, std::move(callback));
+    }
+    std::string describe() const override { return "stalled " + inner_->describe(); }
+
+private:
+    std::unique_ptr<store> inner_;
+    std::chrono::milliseconds stall_;
+};
+
+} // namespace
+
+TEST_CASE("a heartbeat whose refresh hangs reports the lock lost at two thirds of the ttl",
+          "[store]")
+{
+    // The ttl is 3 s, so the holder must stop by 2 s, while the one refresh in flight (sent at
+    // 1 s) is still waiting and will not answer before 4 s, after the lease ran out.
+    temporary_directory dir;
+    stalled_refresh_store store(open_store(dir.path()), 3000ms);
+    const auto asked_at = std::chrono::steady_clock::now();
+    const auto lease = store.try_lock("certificates/example.com", 3s).value();
+    REQUIRE(lease);
+
+    lock_heartbeat heartbeat(store, *lease, 0ms, asked_at);
+    std::this_thread::sleep_for(1700ms);
+    CHECK_FALSE(heartbeat.lost());
+    REQUIRE(wait_until([&] { return heartbeat.lost(); }, 1000ms));
+    CHECK(std::chrono::steady_clock::now() - asked_at < 2300ms);
+    // And it stays lost.
+    std::this_thread::sleep_for(100ms);
+    CHECK(heartbeat.lost());
+}
