@@ -186,7 +186,19 @@ struct acme_settings {
     // the CA offers alternate chains (RFC 8555 section 7.4.2), as Let's Encrypt did for its
     // cross-signed roots. Empty: serve the CA's default chain.
     std::string preferred_chain;
+
+    // The time to live of the store lock an order holds (proxy/acme_worker.cpp): an instance
+    // that dies mid-order frees the certificate after this, and one cut off from the store
+    // gives up at two thirds of it. The deadlines of requests to the CA shrink with it, so that
+    // a holder that gave up has heard the last of the CA before the lock can pass on. At least
+    // min_order_lock_ttl.
+    std::chrono::seconds order_lock_ttl{150};
 };
+
+// Below this the CA deadlines derived from acme_settings::order_lock_ttl (a thirtieth of it
+// to connect, two fifteenths to answer) would leave a request under a second, too little even
+// for a CA on the local network.
+inline constexpr std::chrono::seconds min_order_lock_ttl{6};
 
 // Where certificates, keys and the internal CA are kept.
 // An etcd cluster that holds the store instead of a folder (store/etcd_store.hpp), so that many

@@ -608,7 +608,7 @@ void parse_acme(const located_node& at, const std::string& config_file, acme_set
     const mapping_reader section(at,
                                  {"email", "directory", "ca_bundle", "eab", "key_type",
                                   "renew_when_remaining", "check_every", "retry",
-                                  "orders_per_minute", "preferred_chain"},
+                                  "orders_per_minute", "preferred_chain", "order_lock_ttl"},
                                  errors);
     assign_if_valid(out.email, read_parsed(section.find("email"), errors, parse_email_address));
     if (const auto field = section.find("directory")) {
@@ -637,6 +637,17 @@ void parse_acme(const located_node& at, const std::string& config_file, acme_set
                 errors.add(*field, "preferred_chain must name a CA, such as \"ISRG Root X1\"");
             } else {
                 out.preferred_chain = std::move(*name);
+            }
+        }
+    }
+    if (const auto field = section.find("order_lock_ttl")) {
+        if (const auto ttl = read_seconds(field, errors)) {
+            if (*ttl < min_order_lock_ttl) {
+                errors.add(*field, "must be at least " + duration_text(min_order_lock_ttl) +
+                                       ", found " + field->node.Scalar() +
+                                       ": the CA's request deadlines are derived from it");
+            } else {
+                out.order_lock_ttl = *ttl;
             }
         }
     }

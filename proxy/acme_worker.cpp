@@ -13,6 +13,7 @@
 #include "store/rfc3339.hpp"
 #include "store/store.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -26,15 +27,24 @@ namespace {
 using steady_clock = std::chrono::steady_clock;
 using system_clock = std::chrono::system_clock;
 
-// The lock an order holds. Its heartbeat refreshes it every ttl/3 and gives it up after 2/3 of
-// the ttl without a successful refresh (100 s); the order asks before every request whether to
-// go on, and one request lasts at most 2 x (connect 5 s + exchange 20 s) with its retry on a
-// fresh connection, so a holder cut off from the store has stopped talking to the CA by 150 s,
-// when the lease runs out and another instance may take over. A holder that dies frees the
-// lock within 150 s too; orders are rare enough for that wait.
-constexpr std::chrono::seconds order_lock_ttl{150};
+// The lock an order holds lasts acme.order_lock_ttl (150 s by default). Its heartbeat refreshes
+// it every ttl/3 and gives it up after 2/3 of the ttl without a successful refresh (100 s); the
+// order asks before every request whether to go on, so what is left of the lease, a third of
+// the ttl, must cover the longest single request: connect + exchange, twice when
+// net::http_client sends it again on a fresh connection. Each attempt therefore gets at most
+// ttl/6, a fifth of it to connect and the rest to exchange: 5 s + 20 s at 150 s. A holder cut
+// off from the store has then stopped talking to the CA by the time the lease runs out and
+// another instance may take over. A holder that dies frees the lock within the ttl too; orders
+// are rare enough for that wait.
+constexpr std::chrono::milliseconds longest_connect{std::chrono::seconds(5)};
+constexpr std::chrono::milliseconds longest_exchange{std::chrono::seconds(20)};
 
 constexpr std::chrono::minutes rate_window{1};
+
+// How often a wait looks at the heartbeat: nothing tells the worker when the lock is lost, and a
+// wait may be long (a poll interval, a CA's Retry-After, the rate cap), so an order that lost its
+// lock ends within this rather than when its wait is over.
+constexpr std::chrono::milliseconds lost_lock_check{100};
 
 std::shared_ptr<spdlog::logger> logger()
 {
@@ -63,7 +73,9 @@ std::string client_identity(const acme_job& job)
     const auto& s = job.settings;
     return job.directory_url + "\n" + s.email + "\n" + s.ca_bundle_file + "\n" +
            (s.eab ? s.eab->key_id + "\n" + s.eab->hmac_key : std::string()) + "\n" +
-           std::to_string(static_cast<int>(s.key_type)) + "\n" + s.preferred_chain;
+           std::to_string(static_cast<int>(s.key_type)) + "\n" + s.preferred_chain + "\n" +
+           // The transport's deadlines follow the lock's ttl.
+           std::to_string(s.order_lock_ttl.count());
 }
 
 // A bundle in the store for `job`'s host that someone else obtained while we were not looking:
@@ -118,9 +130,11 @@ acme::http_transport_options transport_options_for(const config::acme_settings& 
     acme::http_transport_options out;
     out.extra_ca_file = settings.ca_bundle_file;
     // Bounded so that an order's last request ends before its lock can pass to another
-    // instance (see order_lock_ttl).
-    out.connect_timeout = std::chrono::seconds(5);
-    out.request_timeout = std::chrono::seconds(20);
+    // instance (see longest_connect). A ttl above 150 s keeps 5 s and 20 s: a CA slower than
+    // that is failing anyway, and waiting longer would only hold the order up.
+    const auto ttl = std::chrono::duration_cast<std::chrono::milliseconds>(settings.order_lock_ttl);
+    out.connect_timeout = std::min(longest_connect, ttl / 30);
+    out.request_timeout = std::min(longest_exchange, ttl * 2 / 15);
     out.user_agent = "gatehouse (ACME client)";
     return out;
 }
@@ -163,10 +177,20 @@ struct acme_worker::impl {
 
 bool acme_worker::impl::sleep(std::chrono::milliseconds duration)
 {
+    const auto until = steady_clock::now() + duration;
     std::unique_lock lock(mutex);
-    wake.wait_for(lock, duration, [this] { return stopping; });
-    // A lost lock ends the order at its next wait, before another holder can start.
-    return !stopping && (heartbeat == nullptr || !heartbeat->lost());
+    for (;;) {
+        // A lost lock ends the order at its next wait, before another holder can start.
+        if (stopping || (heartbeat != nullptr && heartbeat->lost())) {
+            return false;
+        }
+        const auto now = steady_clock::now();
+        if (now >= until) {
+            return true;
+        }
+        const auto slice = std::min<steady_clock::duration>(until - now, lost_lock_check);
+        wake.wait_for(lock, slice, [this] { return stopping; });
+    }
 }
 
 acme::client& acme_worker::impl::client_for(const acme_job& job)
@@ -231,8 +255,11 @@ acme_outcome acme_worker::impl::order(const acme_job& job)
     outcome.what = job.what;
     outcome.directory_url = job.directory_url;
 
-    // Only one instance orders: the others wait for its certificate to reach the store.
-    auto taken = store.try_lock(store::keys::lock_for_certificate(job.host), order_lock_ttl);
+    // Only one instance orders: the others wait for its certificate to reach the store. The
+    // lease's ttl starts somewhere during try_lock, so the heartbeat counts from before it.
+    const auto asked_at = std::chrono::steady_clock::now();
+    auto taken =
+        store.try_lock(store::keys::lock_for_certificate(job.host), job.settings.order_lock_ttl);
     if (!taken) {
         outcome.error = "locking the certificate: " + taken.error().message();
         return outcome;
@@ -242,7 +269,7 @@ acme_outcome acme_worker::impl::order(const acme_job& job)
         return outcome;
     }
     const store::lock_lease lease = **taken;
-    store::lock_heartbeat alive(store, lease);
+    store::lock_heartbeat alive(store, lease, std::chrono::milliseconds(0), asked_at);
     {
         std::lock_guard lock(mutex);
         heartbeat = &alive;
@@ -276,16 +303,20 @@ acme_outcome acme_worker::impl::order(const acme_job& job)
     process_metrics().acme_orders.fetch_add(1, std::memory_order_relaxed);
     const auto started = steady_clock::now();
     auto issued = client_for(job).obtain(job.names);
+    if (alive.lost()) {
+        // Someone else may be ordering now; storing ours could overwrite theirs. Said in so
+        // many words, since the order itself only knows that it was told to stop.
+        process_metrics().acme_order_failures.fetch_add(1, std::memory_order_relaxed);
+        log::write(*logger(), spdlog::level::warn, "certificate lock lost, order stopped",
+                   {{"host", job.host}, {"ca", job.directory_url}});
+        outcome.error = "the certificate lock was lost while ordering";
+        return outcome;
+    }
     if (!issued) {
         process_metrics().acme_order_failures.fetch_add(1, std::memory_order_relaxed);
         outcome.error = acme::to_string(issued.error().problem);
         outcome.retryable = issued.error().retryable;
         outcome.retry_after = issued.error().retry_after;
-        return outcome;
-    }
-    if (alive.lost()) {
-        // Someone else may be ordering now; storing ours could overwrite theirs.
-        outcome.error = "the certificate lock was lost while ordering";
         return outcome;
     }
 

@@ -36,7 +36,10 @@ class challenge_responder;
 acme::client_settings client_settings_for(const config::acme_settings& settings,
                                           const std::string& directory_url);
 
-// How the ACME client reaches CAs: the system trust store plus the configured ca_bundle.
+// How the ACME client reaches CAs: the system trust store plus the configured ca_bundle, and
+// connect and request deadlines short enough for order_lock_ttl (5 s and 20 s at its default
+// of 150 s, less below it), so that an order that lost its lock is done with the CA before
+// another instance can take the lock.
 acme::http_transport_options transport_options_for(const config::acme_settings& settings);
 
 struct acme_job {

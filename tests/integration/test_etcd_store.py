@@ -1,7 +1,9 @@
 """The etcd store with real etcd (Debian's etcd-server) on loopback: instances sharing one
 prefix serve the same certificates, a change put into etcd reaches every instance within 2 s,
 an instance started while etcd is down serves its cached certificates, etcd going away under
-load fails no request, and with encryption on an etcd dump holds no private key in the clear.
+load fails no request, with encryption on an etcd dump holds no private key in the clear, and an
+instance cut off from etcd in the middle of an ACME order stops talking to the CA before its
+order lock can pass to another instance.
 """
 
 import base64
@@ -9,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -289,3 +292,371 @@ def test_three_instances_on_etcd_order_each_name_once_and_share_renewals_within_
                for g in instances]
     print(f"orders finished per instance: {ordered}")
     assert sum(ordered) <= pebble.count_new_orders()
+
+
+# ---- an order lock holder cut off from etcd --------------------------------------------------
+
+# The order lock's ttl in the test below: short enough for the test to take about half a minute,
+# long enough that the CA deadlines derived from it (300 ms to connect, 1.2 s to answer) are
+# roomy for Pebble on loopback.
+LOCK_TTL_S = 9
+# How long a held connection may wait for release() before it is dropped.
+HOLD_LIMIT_S = 30.0
+
+
+class Forwarder:
+    """A TCP forwarder on 127.0.0.1 to `target_port` that the test can cut and restore.
+
+    Every chunk passed on is recorded in `events` as (time.monotonic() when it arrived,
+    connection number, "up" from the client or "down" from the target, its first bytes), so a
+    test can tell when a client last spoke, and for plain HTTP (etcd's gateway) what it asked.
+    cut() closes the listener and every forwarded connection at once, as a link going away
+    would look to the client: its connections drop and new ones are refused. restore() listens
+    again on the same port. With hold=True connections are accepted and left unanswered until
+    release(), which forwards them and every later one; `accepted` has the time of each accept.
+    """
+
+    def __init__(self, target_port=None, hold=False):
+        self.target_port = target_port
+        self.port = harness.free_port()
+        self.events = []
+        self.accepted = []
+        self._lock = threading.Lock()
+        self._sockets = set()
+        self._released = threading.Event()
+        if not hold:
+            self._released.set()
+        self._generation = 0
+        self._listener = None
+        self._thread = None
+
+    def start(self):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        # accept() wakes up every 50 ms to see whether the listener was cut.
+        listener.settimeout(0.05)
+        with self._lock:
+            self._generation += 1
+            self._listener = listener
+            generation = self._generation
+        self._thread = threading.Thread(target=self._accept, args=(listener, generation),
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def restore(self):
+        """Listens again on the same port, forwarding; returns the time.monotonic() it was done."""
+        self._released.set()
+        self.start()
+        return time.monotonic()
+
+    def go_silent(self):
+        """After cut(): listens again on the same port but answers nothing, as a peer that hangs
+        looks: connections are accepted and held until release() or restore()."""
+        self._released.clear()
+        self.start()
+        return time.monotonic()
+
+    def cut(self):
+        """Closes the listener and every connection; returns the time.monotonic() it was done."""
+        with self._lock:
+            self._generation += 1
+            listener, self._listener = self._listener, None
+            sockets = list(self._sockets)
+        if listener is not None:
+            self._thread.join(timeout=2)
+            listener.close()
+        for sock in sockets:
+            self._shut(sock)
+        return time.monotonic()
+
+    def release(self, target_port=None):
+        """Forwards the held connections, and every later one, to `target_port` (or the one
+        given at construction)."""
+        if target_port is not None:
+            self.target_port = target_port
+        self._released.set()
+
+    def close(self):
+        self.cut()
+        self._released.set()
+
+    def up_times(self, longer_than=0):
+        """When each chunk from the client longer than `longer_than` bytes arrived."""
+        with self._lock:
+            return [arrived for arrived, _, direction, head in self.events
+                    if direction == "up" and len(head) > longer_than]
+
+    def answered_requests(self, *paths):
+        """When each HTTP request for one of `paths` arrived whose answer came back: the target
+        had it by then. Each connection carries one request at a time (etcd's client waits for
+        the answer before it sends the next request on a connection)."""
+        with self._lock:
+            events = sorted(self.events)
+        pending, answered = {}, []
+        for arrived, number, direction, head in events:
+            if direction == "up" and any(b" " + path.encode() + b" " in head[:200]
+                                         for path in paths):
+                pending[number] = arrived
+            elif direction == "down" and number in pending:
+                answered.append(pending.pop(number))
+        return answered
+
+    def _current(self, generation):
+        with self._lock:
+            return self._generation == generation
+
+    def _accept(self, listener, generation):
+        while self._current(generation):
+            try:
+                client, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            with self._lock:
+                if self._generation != generation:
+                    client.close()
+                    return
+                self._sockets.add(client)
+                self.accepted.append(time.monotonic())
+                number = len(self.accepted)
+            threading.Thread(target=self._serve, args=(client, number, generation),
+                             daemon=True).start()
+
+    def _serve(self, client, number, generation):
+        upstream = None
+        if self._released.wait(timeout=HOLD_LIMIT_S) and self._current(generation):
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+                upstream.settimeout(None)
+            except OSError:
+                upstream = None
+        if upstream is None:
+            self._shut(client)
+            client.close()
+            return
+        with self._lock:
+            current = self._generation == generation
+            if current:
+                self._sockets.add(upstream)
+        if not current:
+            for sock in (client, upstream):
+                self._shut(sock)
+                sock.close()
+            return
+        threading.Thread(target=self._pump, args=(upstream, client, number, "down"),
+                         daemon=True).start()
+        self._pump(client, upstream, number, "up")
+
+    def _pump(self, source, sink, number, direction):
+        # Each socket is read by one pump, which alone closes it; the other side is only shut
+        # down, which wakes its pump.
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                arrived = time.monotonic()
+                with self._lock:
+                    self.events.append((arrived, number, direction, data[:256]))
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._shut(sink)
+            self._shut(source)
+            source.close()
+
+    def _shut(self, sock):
+        with self._lock:
+            self._sockets.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def forwarders():
+    """make(target_port=None, hold=False) -> a started Forwarder; all are closed after the test."""
+    made = []
+
+    def make(target_port=None, hold=False):
+        forwarder = Forwarder(target_port, hold)
+        made.append(forwarder)
+        return forwarder.start()
+
+    yield make
+    for forwarder in made:
+        forwarder.close()
+
+
+class LockRecords:
+    """Reads one etcd key every 20 ms on a thread, straight from etcd, and keeps every read as
+    (time.monotonic() before, time.monotonic() after, the lease the record is attached to or
+    None when there is none). The record existed at some moment between the two times."""
+
+    def __init__(self, etcd, key):
+        self.etcd = etcd
+        self.key = base64.b64encode(key.encode()).decode()
+        self.reads = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self):
+        while not self._stop.is_set():
+            before = time.monotonic()
+            try:
+                kvs = self.etcd.call("/v3/kv/range", {"key": self.key}).get("kvs", [])
+            except (OSError, ValueError):
+                self._stop.wait(0.02)
+                continue
+            lease = kvs[0].get("lease", "0") if kvs else None
+            self.reads.append((before, time.monotonic(), lease))
+            self._stop.wait(0.02)
+
+    def latest(self):
+        return self.reads[-1][2] if self.reads else None
+
+    def wait_for(self, predicate, timeout):
+        """The first lease read that satisfies predicate(lease), or None after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for _, _, lease in list(self.reads):
+                if predicate(lease):
+                    return lease
+            time.sleep(0.02)
+        return None
+
+
+def wait_until(condition, timeout, interval=0.05):
+    """condition()'s first truthy value, or None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value or None
+        time.sleep(interval)
+
+
+@pytest.mark.parametrize("cut_off", ["refused", "silent"])
+def test_an_instance_cut_off_from_etcd_mid_order_stops_before_another_takes_its_lock(
+        start_gatehouse, pebble_factory, etcd, backend, forwarders, tmp_path, cut_off):
+    """Instance A reaches etcd, and the CA, only through forwarders the test controls; B reaches
+    both directly. A takes the order lock and is left waiting on a validation that Pebble cannot
+    finish; then A's link to etcd is cut. A must give up and stop talking to the CA while its
+    lease still stands, B must take the lock only once the lease has run out, and the one
+    certificate in etcd must be B's, which A serves once its link is back.
+
+    "refused": A's connections to etcd drop and new ones are refused. "silent": they are
+    accepted and never answered, so A's lease refresh hangs rather than fails, and A must give
+    up on the clock, not on an answer."""
+    import test_acme
+    host = "lease.example.test"
+    ttl = LOCK_TTL_S
+    # Pebble's HTTP-01 validations land here and wait, unanswered, until released to B.
+    validations = forwarders(hold=True)
+    pebble = pebble_factory(validations.port)
+    roots = pebble.write_roots(tmp_path / "roots.pem")
+    etcd_link = forwarders(etcd.client_port)
+    ca_link = forwarders(pebble.port)
+    routes = [test_acme.acme_route(host, backend)]
+    # Pebble builds its URLs from the Host header, so all of A's requests to the CA go through
+    # ca_link, where they can be timed. A and B thus use two accounts, and B's bundle names
+    # B's directory.
+    a_acme = test_acme.acme_section(pebble, directory=f"https://127.0.0.1:{ca_link.port}/dir",
+                                    order_lock_ttl=f"{ttl}s")
+    b_acme = test_acme.acme_section(pebble, order_lock_ttl=f"{ttl}s")
+    a_store = {"etcd": {"endpoints": [f"http://127.0.0.1:{etcd_link.port}"],
+                        "prefix": "/gatehouse/", "cache_dir": str(tmp_path / "cache-a")}}
+
+    with LockRecords(etcd, f"/gatehouse/.locks/certificates/{host}") as lock:
+        a = start_gatehouse(routes, https=True, acme=a_acme, store=a_store)
+        a_lease = lock.wait_for(lambda lease: lease is not None, timeout=15)
+        assert a_lease is not None, "A took no order lock within 15 s"
+        # B starts once A holds the lock, and finds it taken.
+        b = start_gatehouse(routes, https=True, acme=b_acme,
+                            store=etcd_store(etcd, tmp_path, "b"))
+
+        # A is in the middle of its order: Pebble is validating, and A polls for the result
+        # while its heartbeat keeps the lease alive. Pebble gives up on a validation after
+        # 15 s, long after A must have given up on the lock (at most 2/3 ttl after the cut).
+        assert wait_until(lambda: validations.accepted, timeout=15), \
+            "Pebble did not start validating A's challenge within 15 s"
+        assert a.wait_for_log(lambda line: "ordering certificate" in line, timeout=1)
+        assert wait_until(lambda: etcd_link.answered_requests("/v3/lease/keepalive"),
+                          timeout=ttl), "A's heartbeat did not refresh its lease"
+        assert lock.latest() == a_lease
+        assert not any("ordering certificate" in line for line in b.log_lines())
+        cut_at = etcd_link.cut()
+        if cut_off == "silent":
+            etcd_link.go_silent()
+
+        # Silent, A's order thread may sit in a store call (one etcd request at a time, each
+        # up to its 5 s deadline) before it hears that the lock is gone; it says nothing to the
+        # CA meanwhile, which is what the assertions below check.
+        gave_up = a.wait_for_log(lambda line: "certificate lock lost, order stopped" in line,
+                                 timeout=ttl + 5 if cut_off == "refused" else ttl + 30)
+        gave_up_seen = time.monotonic()
+        assert gave_up, "A did not give its order up in time:\n" + "\n".join(a.log_lines()[-20:])
+        validations.release(b.http_port)
+
+        shown = test_acme.wait_for_certificate(b, host, roots, timeout=ttl + 20)
+        # Requests only: every ACME request is hundreds of bytes, while the TLS alert that
+        # closes an idle connection to the CA is a few dozen, and says nothing to it.
+        a_to_ca = ca_link.up_times(longer_than=100)
+    reads = lock.reads
+
+    # A was still ordering when it was cut off: it polled the CA after the cut.
+    assert a_to_ca and max(a_to_ca) > cut_at
+    # The last read that still found A's record began after A's last byte to the CA, and after
+    # A had given up: A was done while its lease stood, before anyone else could take the lock.
+    a_last_seen = max(before for before, _, lease in reads if lease == a_lease)
+    assert max(a_to_ca) < a_last_seen, (max(a_to_ca) - cut_at, a_last_seen - cut_at)
+    if cut_off == "refused":
+        # Silent, the log line can come later: it waits for the store call A was in.
+        assert gave_up_seen < a_last_seen, (gave_up_seen - cut_at, a_last_seen - cut_at)
+    # B's record appeared no sooner than a ttl after etcd last renewed A's lease (A's heartbeat
+    # is its only one, so every keepalive through the link renews that lease).
+    b_reads = [(before, after, lease) for before, after, lease in reads
+               if lease not in (None, a_lease)]
+    assert b_reads, "B's lock record was never seen"
+    b_first_seen = min(after for _, after, _ in b_reads)
+    last_renewal = max(etcd_link.answered_requests("/v3/lease/keepalive"))
+    assert last_renewal < cut_at
+    assert b_first_seen >= last_renewal + ttl, (b_first_seen - last_renewal)
+    assert a_last_seen < b_first_seen
+
+    # One certificate, B's, written once; A ordered none to completion and stored nothing.
+    assert not any("certificate ordered" in line for line in a.log_lines())
+    assert sum("certificate ordered" in line for line in b.log_lines()) == 1
+    assert pebble.count_issued_certificates() == 1
+    kvs = etcd.call("/v3/kv/range", {"key": base64.b64encode(
+        f"/gatehouse/certificates/{host}".encode()).decode()})["kvs"]
+    assert int(kvs[0]["version"]) == 1
+    stored = json.loads(base64.b64decode(kvs[0]["value"]))
+    assert stored["acme_directory"] == pebble.directory_url
+    assert stored["serial"].lower().lstrip("0") == shown.serial.lower().lstrip("0")
+
+    # Back in touch with etcd, A serves B's certificate within a few seconds.
+    if cut_off == "silent":
+        etcd_link.cut()
+    restored_at = etcd_link.restore()
+    served = test_acme.wait_for_certificate(a, host, roots, timeout=10)
+    assert served.serial == shown.serial
+    print(f"cut to A giving up {gave_up_seen - cut_at:.2f} s, to A's last CA request "
+          f"{max(a_to_ca) - cut_at:.2f} s, to A's record gone {a_last_seen - cut_at:.2f} s, "
+          f"to B's lock {b_first_seen - cut_at:.2f} s; A served B's certificate "
+          f"{time.monotonic() - restored_at:.2f} s after the link came back")

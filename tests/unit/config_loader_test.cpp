@@ -2,6 +2,7 @@
 // and the position, key path and message of every class of error.
 #include "config/config_loader.hpp"
 #include "config/value_parsers.hpp"
+#include "proxy/acme_worker.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -1177,6 +1178,7 @@ TEST_CASE("acme settings that are not written take the defaults of config.hpp", 
         CHECK(acme.retry_min == 1min);
         CHECK(acme.retry_max == 6h);
         CHECK(acme.orders_per_minute == 10);
+        CHECK(acme.order_lock_ttl == 150s);
     }
 }
 
@@ -1198,6 +1200,7 @@ acme:
   check_every: 30s
   retry: {min: 10s, max: 1h}
   orders_per_minute: 3
+  order_lock_ttl: 30s
 )");
     const auto acme = parse_config(text, (folder / "gatehouse.yaml").string()).acme;
     CHECK(acme.email == "ops@example.com");
@@ -1215,6 +1218,7 @@ acme:
     CHECK(acme.retry_min == 10s);
     CHECK(acme.retry_max == 1h);
     CHECK(acme.orders_per_minute == 3);
+    CHECK(acme.order_lock_ttl == 30s);
 
     SECTION("a missing ca_bundle is an error at its value")
     {
@@ -1466,6 +1470,79 @@ TEST_CASE("acme.orders_per_minute is a whole number of at least one", "[config]"
                 "expected a whole number");
 }
 
+TEST_CASE("acme.order_lock_ttl is a duration of at least 6s", "[config]")
+{
+    SECTION("the minimum and longer values are taken as written")
+    {
+        CHECK(parse_config("acme: {order_lock_ttl: 6s}\n", "t").acme.order_lock_ttl == 6s);
+        CHECK(parse_config("acme: {order_lock_ttl: 1m30s}\n", "t").acme.order_lock_ttl == 90s);
+        CHECK(parse_config("acme: {order_lock_ttl: 1h}\n", "t").acme.order_lock_ttl == 1h);
+    }
+    SECTION("a fraction of a second is dropped, as for every acme duration")
+    {
+        CHECK(parse_config("acme: {order_lock_ttl: 9500ms}\n", "t").acme.order_lock_ttl == 9s);
+    }
+    SECTION("below the minimum")
+    {
+        check_error(only_error_in("acme:\n  order_lock_ttl: 5s\n"), 2, 19, "acme.order_lock_ttl",
+                    "must be at least 6s, found 5s: the CA's request deadlines are derived");
+        // Dropping the fraction first: 5999ms is 5s, under the minimum too.
+        check_error(only_error_in("acme:\n  order_lock_ttl: 5999ms\n"), 2, 19,
+                    "acme.order_lock_ttl", "must be at least 6s, found 5999ms");
+    }
+    SECTION("under a second, zero, or without a unit")
+    {
+        check_error(only_error_in("acme:\n  order_lock_ttl: 500ms\n"), 2, 19, "acme.order_lock_ttl",
+                    "must be at least 1s");
+        check_error(only_error_in("acme:\n  order_lock_ttl: 0s\n"), 2, 19, "acme.order_lock_ttl",
+                    "must be greater than zero");
+        check_error(only_error_in("acme:\n  order_lock_ttl: 150\n"), 2, 19, "acme.order_lock_ttl",
+                    "needs a unit");
+    }
+}
+
+TEST_CASE("the CA deadlines let an order that lost its lock finish before the lock runs out",
+          "[config]")
+{
+    using gatehouse::proxy::transport_options_for;
+    using std::chrono::milliseconds;
+
+    SECTION("150 s, the default, keeps 5 s to connect and 20 s to answer")
+    {
+        const auto options = transport_options_for(parse_config("", "t").acme);
+        CHECK(options.connect_timeout == 5s);
+        CHECK(options.request_timeout == 20s);
+    }
+    SECTION("a shorter ttl shrinks both, a longer one keeps them")
+    {
+        acme_settings settings;
+        settings.order_lock_ttl = 9s;
+        CHECK(transport_options_for(settings).connect_timeout == 300ms);
+        CHECK(transport_options_for(settings).request_timeout == 1200ms);
+        settings.order_lock_ttl = min_order_lock_ttl;
+        CHECK(transport_options_for(settings).connect_timeout == 200ms);
+        CHECK(transport_options_for(settings).request_timeout == 800ms);
+        settings.order_lock_ttl = 1h;
+        CHECK(transport_options_for(settings).connect_timeout == 5s);
+        CHECK(transport_options_for(settings).request_timeout == 20s);
+    }
+    SECTION("the heartbeat's give-up point plus the longest request stays within the ttl")
+    {
+        // The longest request is connect + answer, twice when net::http_client sends it again
+        // on a fresh connection; the heartbeat gives up at two thirds of the ttl.
+        for (const auto ttl : {6s, 7s, 9s, 10s, 31s, 100s, 149s, 150s, 151s, 600s, 86400s}) {
+            INFO(ttl.count() << " s");
+            acme_settings settings;
+            settings.order_lock_ttl = ttl;
+            const auto options = transport_options_for(settings);
+            const milliseconds give_up = std::chrono::duration_cast<milliseconds>(ttl) * 2 / 3;
+            CHECK(options.connect_timeout > 0ms);
+            CHECK(options.request_timeout > 0ms);
+            CHECK(give_up + 2 * (options.connect_timeout + options.request_timeout) <= ttl);
+        }
+    }
+}
+
 TEST_CASE("acme.preferred_chain names a root and may not be empty", "[config]")
 {
     CHECK(parse_config("", "t").acme.preferred_chain.empty());
@@ -1652,6 +1729,7 @@ TEST_CASE("the acme example in docs/configuration.md parses with the values it s
     REQUIRE(config.acme.eab.has_value());
     CHECK(config.acme.eab->key_id == "KID");
     CHECK(config.acme.renew_remaining_fraction == Approx(0.33));
+    CHECK(config.acme.order_lock_ttl == 150s);
     REQUIRE(config.routes.size() == 2);
     CHECK(config.routes[0].tls.source == tls_source::acme);
     CHECK(config.routes[0].tls.extra_names == std::vector<std::string>{"www.example.com"});
