@@ -22,10 +22,10 @@ public:
     // `held_since` is when the lock was asked for (a moment no later than the backend's start
     // of the ttl); the two thirds count from it until a refresh succeeds. `target` must outlive
     // the heartbeat. Throws std::system_error if the thread cannot start.
-    lock_heartbeat(store& target, lock_lease lease,
-                   std::chrono::milliseconds interval = std::chrono::milliseconds(0),
-                   std::chrono::steady_clock::time_point held_since =
-                       std::chrono::steady_clock::now());
+    lock_heartbeat(
+        store& target, lock_lease lease,
+        std::chrono::milliseconds interval = std::chrono::milliseconds(0),
+        std::chrono::steady_clock::time_point held_since = std::chrono::steady_clock::now());
 
     // Stops refreshing and joins the thread, waiting at most for one refresh in progress. Does
     // not release the lock: call store::unlock after, with lease().
