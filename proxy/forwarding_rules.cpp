@@ -69,6 +69,20 @@ bool has_token(const std::vector<std::string_view>& tokens, std::string_view tok
                        [token](std::string_view candidate) { return iequals(candidate, token); });
 }
 
+bool connection_lists(std::string_view connection_value, std::string_view token)
+{
+    for (;;) {
+        const auto comma = connection_value.find(',');
+        if (iequals(trim(connection_value.substr(0, comma)), token) && !token.empty()) {
+            return true;
+        }
+        if (comma == std::string_view::npos) {
+            return false;
+        }
+        connection_value.remove_prefix(comma + 1);
+    }
+}
+
 std::string forwarded_for(std::optional<std::string_view> incoming, std::string_view peer_address,
                           bool peer_is_trusted)
 {

@@ -24,6 +24,10 @@ std::vector<std::string_view> connection_tokens(std::string_view connection_valu
 // True when `token` appears in `tokens`, ignoring case.
 bool has_token(const std::vector<std::string_view>& tokens, std::string_view token);
 
+// True when the Connection header value `connection_value` lists `token`, ignoring case: the
+// same as has_token(connection_tokens(value), token), without building the list.
+bool connection_lists(std::string_view connection_value, std::string_view token);
+
 // The X-Forwarded-For value to send upstream. A trusted peer (another proxy in front of us)
 // may have recorded the real client already, so its list is extended; anyone else could have
 // forged the header, so it is replaced by the address we saw.

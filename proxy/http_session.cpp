@@ -1,6 +1,7 @@
 #include "proxy/http_session.hpp"
 
 #include "proxy/forwarding_rules.hpp"
+#include "proxy/head_arena.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/route_table.hpp"
@@ -25,6 +26,20 @@ namespace gatehouse::proxy {
 namespace http = beast::http;
 
 namespace {
+
+// Parsed heads keep their fields in the exchange's arena (see head_arena.hpp).
+using head_allocator = arena_allocator<char>;
+using head_fields = http::basic_fields<head_allocator>;
+using request_message_parser = http::parser<true, http::buffer_body, head_allocator>;
+using response_message_parser = http::parser<false, http::buffer_body, head_allocator>;
+
+// A parser whose head's fields live in `arena`.
+template <typename Parser>
+void emplace_parser(std::optional<Parser>& parser, head_arena& arena)
+{
+    parser.emplace(std::piecewise_construct, std::make_tuple(),
+                   std::make_tuple(head_allocator(arena)));
+}
 
 // HTTP-01 challenges (RFC 8555 section 8.3) must reach us over plain HTTP, never redirected.
 constexpr std::string_view acme_challenge_prefix = "/.well-known/acme-challenge/";
@@ -59,35 +74,36 @@ void append_field(std::string& head, std::string_view name, std::string_view val
 // Appends the end-to-end fields of a message to an outgoing head: everything but hop-by-hop
 // fields, the fields its Connection header names (RFC 9110 section 7.6.1), and the fields in
 // `replaced`, which the caller writes itself.
-void append_end_to_end_fields(const http::fields& from, std::string& head,
+void append_end_to_end_fields(const head_fields& from, std::string& head,
                               std::initializer_list<std::string_view> replaced)
 {
-    // Stays empty, and allocates nothing, unless the message has a Connection header.
-    std::vector<std::string_view> named;
+    // The values of the message's Connection headers, on the stack for any sane message.
+    boost::container::small_vector<std::string_view, 4> connection_values;
     auto [first, last] = from.equal_range(http::field::connection);
     for (auto connection = first; connection != last; ++connection) {
-        for (auto token : connection_tokens(connection->value())) {
-            named.push_back(token);
-        }
+        connection_values.push_back(connection->value());
     }
     for (const auto& f : from) {
+        const auto name = f.name_string();
         const bool is_replaced =
-            std::any_of(replaced.begin(), replaced.end(), [&f](std::string_view name) {
-                return !name.empty() && beast::iequals(name, f.name_string());
+            std::any_of(replaced.begin(), replaced.end(), [name](std::string_view replaced_name) {
+                return !replaced_name.empty() && beast::iequals(replaced_name, name);
             });
-        if (is_replaced || is_hop_by_hop(f.name_string()) ||
-            (!named.empty() && has_token(named, f.name_string()))) {
+        const bool is_named =
+            std::any_of(connection_values.begin(), connection_values.end(),
+                        [name](std::string_view value) { return connection_lists(value, name); });
+        if (is_replaced || is_hop_by_hop(name) || is_named) {
             continue;
         }
-        append_field(head, f.name_string(), f.value());
+        append_field(head, name, f.value());
     }
 }
 
-bool connection_has(const http::fields& fields, std::string_view token)
+bool connection_has(const head_fields& fields, std::string_view token)
 {
     auto [first, last] = fields.equal_range(http::field::connection);
     for (auto connection = first; connection != last; ++connection) {
-        if (has_token(connection_tokens(connection->value()), token)) {
+        if (connection_lists(connection->value(), token)) {
             return true;
         }
     }
@@ -111,7 +127,7 @@ std::string simple_response(unsigned status, std::string_view body, bool keep_al
     return out;
 }
 
-bool expects_continue(const http::fields& fields)
+bool expects_continue(const head_fields& fields)
 {
     auto expect = fields.find(http::field::expect);
     return expect != fields.end() && beast::iequals(expect->value(), "100-continue");
@@ -143,10 +159,9 @@ std::string_view chunk_size_line(std::size_t size, std::array<char, 24>& storage
 // memory stays flat for any body size; it goes out `chunked` (RFC 9112 section 7.1), or as it
 // came (Content-Length, or until the connection closes). The head and the first piece of body
 // leave in one write: one contiguous head, not one buffer per name, separator and value.
-template <bool is_request, typename InStream, typename OutStream>
+template <typename Parser, typename InStream, typename OutStream>
 asio::awaitable<relay_outcome>
-relay_message(InStream& in, beast::flat_buffer& in_buffer,
-              http::parser<is_request, http::buffer_body>& parser, OutStream& out,
+relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutStream& out,
               const std::string& head, bool chunked, relay_buffers& buffers,
               std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
 {
@@ -216,13 +231,13 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer,
 }
 
 // Reads the upstream's response head, skipping interim 1xx responses other than 101.
-asio::awaitable<error_code>
-read_response_head(timed_socket& upstream, beast::flat_buffer& buffer,
-                   std::optional<http::response_parser<http::buffer_body>>& parser,
-                   bool head_request, std::chrono::milliseconds timeout)
+asio::awaitable<error_code> read_response_head(timed_socket& upstream, beast::flat_buffer& buffer,
+                                               std::optional<response_message_parser>& parser,
+                                               head_arena& arena, bool head_request,
+                                               std::chrono::milliseconds timeout)
 {
     for (;;) {
-        parser.emplace();
+        emplace_parser(parser, arena);
         parser->header_limit(max_upstream_header_bytes);
         parser->body_limit(boost::none);
         parser->skip(head_request);
@@ -242,20 +257,24 @@ read_response_head(timed_socket& upstream, beast::flat_buffer& buffer,
 
 // The state of one request and its response, from the head arriving to the access log line.
 struct http_session::exchange {
-    explicit exchange(const proxy_settings& s) : settings(s), config(*s.config) {}
+    exchange(const proxy_settings& s, head_texts& texts)
+        : settings(s), config(*s.config), head_text(texts.request), upstream_head(texts.upstream)
+    {}
 
     const proxy_settings& settings;
     const config::gatehouse_config& config;
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
-    std::string head_text;
+    std::string& head_text;
     request_head head;
-    std::optional<http::request_parser<http::buffer_body>> parser;
+    // Before the parsers, which give its memory back as they are destroyed.
+    head_arena arena;
+    std::optional<request_message_parser> parser;
 
     // What is sent upstream and what comes back.
-    std::string upstream_head;
+    std::string& upstream_head;
     bool upstream_chunked = false;
-    std::optional<http::response_parser<http::buffer_body>> response_parser;
+    std::optional<response_message_parser> response_parser;
     bool wants_upgrade = false;
 
     std::string host;
@@ -328,12 +347,27 @@ asio::awaitable<void> http_session::run()
         const bool keep_going = co_await serve_one(*settings);
         // The exchange refers to `settings`, which the next request may replace.
         exchange_->reset();
+        reuse_head_texts();
         if (!keep_going) {
             break;
         }
         ++requests_served_;
     }
     co_await close_connection();
+}
+
+void http_session::reuse_head_texts()
+{
+    // Typical heads are a few hundred bytes; keeping more than this per idle connection would
+    // let a few large requests pin memory on every connection that once carried one.
+    constexpr std::size_t kept_capacity = 4096;
+    for (std::string* text : {&texts_.request, &texts_.upstream, &texts_.response}) {
+        if (text->capacity() > kept_capacity) {
+            std::string().swap(*text);
+        } else {
+            text->clear();
+        }
+    }
 }
 
 asio::awaitable<bool> http_session::handshake(const proxy_settings& settings)
@@ -415,7 +449,7 @@ asio::awaitable<http_session::head_outcome> http_session::read_head(const proxy_
                             {"error", scanned.reason}});
                 // The exchange lives in the session, not in this frame: a frame holding one
                 // would be too large for Asio's frame cache and cost a malloc per request.
-                exchange& refused = exchange_->emplace(settings);
+                exchange& refused = exchange_->emplace(settings, texts_);
                 refused.status = status;
                 co_await send_simple(refused, status, std::string(scanned.reason) + "\n", false);
                 co_return head_outcome::refused;
@@ -449,7 +483,7 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
         co_return false;
     }
 
-    exchange& ex = exchange_->emplace(settings);
+    exchange& ex = exchange_->emplace(settings, texts_);
     auto bytes = buffer_.data();
     ex.head_text.assign(static_cast<const char*>(bytes.data()), length);
 
@@ -464,7 +498,7 @@ asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
     ex.head_request = ex.head.method == "HEAD";
 
     // Beast parses the same head for body framing; it only sees heads that passed our checks.
-    ex.parser.emplace();
+    emplace_parser(ex.parser, ex.arena);
     ex.parser->header_limit(static_cast<std::uint32_t>(length + 1));
     if (ex.config.limits.max_body_bytes > 0) {
         ex.parser->body_limit(ex.config.limits.max_body_bytes);
@@ -727,9 +761,9 @@ http_session::exchange_with_upstream(exchange& ex, upstream_pool& pool,
     }
 
     for (int attempt = 0;; ++attempt) {
-        auto sent = co_await relay_message<true>(
-            client_, buffer_, *ex.parser, connection->stream, ex.upstream_head, ex.upstream_chunked,
-            worker_.buffers(), timeouts.idle, timeouts.upstream_response);
+        auto sent = co_await relay_message(client_, buffer_, *ex.parser, connection->stream,
+                                           ex.upstream_head, ex.upstream_chunked, worker_.buffers(),
+                                           timeouts.idle, timeouts.upstream_response);
         ex.bytes_in += sent.body_bytes;
         process_metrics().request_bytes.fetch_add(sent.body_bytes, std::memory_order_relaxed);
         if (sent.read_error == http::error::body_limit) {
@@ -744,7 +778,7 @@ http_session::exchange_with_upstream(exchange& ex, upstream_pool& pool,
         error_code failure = sent.write_error;
         if (!failure) {
             failure = co_await read_response_head(connection->stream, connection->buffer,
-                                                  ex.response_parser, ex.head_request,
+                                                  ex.response_parser, ex.arena, ex.head_request,
                                                   timeouts.upstream_response);
         }
         if (!failure) {
@@ -782,7 +816,8 @@ asio::awaitable<bool> http_session::relay_response(exchange& ex, upstream_pool& 
     const bool bodiless = ex.head_request || is_bodiless_status(status);
     const bool send_hsts = client_.is_tls() && !ex.hsts_header.empty();
 
-    std::string head;
+    std::string& head = texts_.response;
+    head.clear();
     head.reserve(512);
     head += "HTTP/1.1 ";
     head += std::to_string(status);
@@ -821,7 +856,7 @@ asio::awaitable<bool> http_session::relay_response(exchange& ex, upstream_pool& 
     head += "\r\n";
 
     ex.status = status;
-    auto relayed = co_await relay_message<false>(
+    auto relayed = co_await relay_message(
         connection->stream, connection->buffer, parser, client_, head, chunked, worker_.buffers(),
         ex.config.timeouts.upstream_response, ex.config.timeouts.idle);
     ex.bytes_out = relayed.body_bytes;

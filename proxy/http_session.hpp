@@ -76,6 +76,17 @@ private:
     // serve_one's coroutine frame, which it would make too large for Asio's frame cache.
     std::unique_ptr<std::optional<exchange>> exchange_;
 
+    // The text of the current exchange's heads. They outlive the exchange so that the next
+    // request reuses their memory instead of allocating it again; a head larger than usual
+    // gives its memory back when its exchange ends (see reuse_head_texts).
+    struct head_texts {
+        std::string request;  // as the client sent it
+        std::string upstream; // the request as sent upstream
+        std::string response; // the response head as sent to the client
+    };
+    head_texts texts_;
+    void reuse_head_texts();
+
     std::shared_ptr<const tls_table> certificates_;
     std::shared_ptr<asio::ssl::context> tls_context_;
     client_stream client_;

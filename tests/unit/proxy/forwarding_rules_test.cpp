@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 using gatehouse::config::ip_network;
+using gatehouse::proxy::connection_lists;
 using gatehouse::proxy::connection_tokens;
 using gatehouse::proxy::forwarded_for;
 using gatehouse::proxy::has_token;
@@ -87,6 +88,21 @@ TEST_CASE("a Connection header splits into trimmed, non-empty tokens", "[proxy]"
         CHECK(connection_tokens("").empty());
         CHECK(connection_tokens(" , ,\t").empty());
     }
+}
+
+TEST_CASE("connection_lists answers as has_token over connection_tokens does", "[proxy]")
+{
+    for (std::string_view value : {"close", " keep-alive ,\tUpgrade,X-Custom ", ",, close ,,",
+                                   "a,,b,", "", " , ,\t", "Keep-Alive, UPGRADE"}) {
+        for (std::string_view token :
+             {"close", "keep-alive", "upgrade", "Upgrade", "x-custom", "a", "b", "keep", ""}) {
+            INFO("value: '" << value << "' token: '" << token << "'");
+            CHECK(connection_lists(value, token) == has_token(connection_tokens(value), token));
+        }
+    }
+    CHECK(connection_lists("Keep-Alive, UPGRADE", "upgrade"));
+    CHECK_FALSE(connection_lists("Keep-Alive, UPGRADE", "keep"));
+    CHECK_FALSE(connection_lists(" , ", ""));
 }
 
 TEST_CASE("has_token finds a connection option ignoring case", "[proxy]")
