@@ -202,7 +202,7 @@ void admin_server::stop()
     acceptor_.close(ignored);
 }
 
-asio::awaitable<void> admin_server::accept_loop()
+task<void> admin_server::accept_loop()
 {
     for (;;) {
         auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
@@ -216,9 +216,9 @@ asio::awaitable<void> admin_server::accept_loop()
     }
 }
 
-asio::awaitable<void> admin_server::serve(tcp::socket socket)
+task<void> admin_server::serve(tcp_socket socket)
 {
-    beast::tcp_stream stream(std::move(socket));
+    tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer(admin_header_limit + 1024);
 
     for (;;) {

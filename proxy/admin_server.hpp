@@ -56,12 +56,12 @@ public:
     void stop();
 
 private:
-    asio::awaitable<void> accept_loop();
-    asio::awaitable<void> serve(tcp::socket socket);
+    task<void> accept_loop();
+    task<void> serve(tcp_socket socket);
 
     asio::io_context& context_;
     server_status& status_;
-    tcp::acceptor acceptor_;
+    tcp_acceptor acceptor_;
 };
 
 // The JSON document served at /status. Exposed for tests.

@@ -29,10 +29,10 @@ public:
     using tls_stream = beast::ssl_stream<timed_socket>;
 
     // A plain-HTTP connection.
-    explicit client_stream(tcp::socket socket) : plain_(std::in_place, std::move(socket)) {}
+    explicit client_stream(tcp_socket socket) : plain_(std::in_place, std::move(socket)) {}
 
     // A TLS connection whose SSL object is made from `context`; the handshake has not run.
-    client_stream(tcp::socket socket, asio::ssl::context& context)
+    client_stream(tcp_socket socket, asio::ssl::context& context)
         : tls_(std::make_unique<tls_stream>(std::move(socket), context))
     {}
 

@@ -160,7 +160,7 @@ std::string_view chunk_size_line(std::size_t size, std::array<char, 24>& storage
 // came (Content-Length, or until the connection closes). The head and the first piece of body
 // leave in one write: one contiguous head, not one buffer per name, separator and value.
 template <typename Parser, typename InStream, typename OutStream>
-asio::awaitable<relay_outcome>
+asio::awaitable<relay_outcome, executor>
 relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutStream& out,
               const std::string& head, bool chunked, relay_buffers& buffers,
               std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
@@ -231,10 +231,10 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
 }
 
 // Reads the upstream's response head, skipping interim 1xx responses other than 101.
-asio::awaitable<error_code> read_response_head(timed_socket& upstream, beast::flat_buffer& buffer,
-                                               std::optional<response_message_parser>& parser,
-                                               head_arena& arena, bool head_request,
-                                               std::chrono::milliseconds timeout)
+task<error_code> read_response_head(timed_socket& upstream, beast::flat_buffer& buffer,
+                                    std::optional<response_message_parser>& parser,
+                                    head_arena& arena, bool head_request,
+                                    std::chrono::milliseconds timeout)
 {
     for (;;) {
         emplace_parser(parser, arena);
@@ -294,7 +294,7 @@ struct http_session::exchange {
     bool request_consumed() const { return !parser || parser->is_done(); }
 };
 
-http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id)
+http_session::http_session(worker& owner, tcp_socket socket, std::uint64_t id)
     : worker_(owner), exchange_(std::make_unique<std::optional<exchange>>()),
       client_(std::move(socket)), scanner_(16 * 1024, 8 * 1024), id_(id),
       accepted_at_(std::chrono::steady_clock::now())
@@ -305,7 +305,7 @@ http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id)
     worker_.add_session(this);
 }
 
-http_session::http_session(worker& owner, tcp::socket socket, std::uint64_t id,
+http_session::http_session(worker& owner, tcp_socket socket, std::uint64_t id,
                            std::shared_ptr<const tls_table> certificates,
                            std::shared_ptr<asio::ssl::context> context)
     : worker_(owner), exchange_(std::make_unique<std::optional<exchange>>()),
@@ -334,7 +334,7 @@ void http_session::drain()
     }
 }
 
-asio::awaitable<void> http_session::run()
+task<void> http_session::run()
 {
     if (client_.is_tls() && !co_await handshake(*worker_.settings())) {
         co_return;
@@ -370,7 +370,7 @@ void http_session::reuse_head_texts()
     }
 }
 
-asio::awaitable<bool> http_session::handshake(const proxy_settings& settings)
+task<bool> http_session::handshake(const proxy_settings& settings)
 {
     // The handshake counts towards the first request's header_read budget, so a client that
     // opens connections and stalls mid-handshake is cut off like a slow request head.
@@ -399,7 +399,7 @@ asio::awaitable<bool> http_session::handshake(const proxy_settings& settings)
     co_return true;
 }
 
-asio::awaitable<void> http_session::close_connection()
+task<void> http_session::close_connection()
 {
     if (client_.is_tls()) {
         // A close_notify tells the client the response was complete (RFC 8446 section 6.1).
@@ -412,8 +412,8 @@ asio::awaitable<void> http_session::close_connection()
     client_.transport().close();
 }
 
-asio::awaitable<http_session::head_outcome> http_session::read_head(const proxy_settings& settings,
-                                                                    std::size_t& length)
+task<http_session::head_outcome> http_session::read_head(const proxy_settings& settings,
+                                                         std::size_t& length)
 {
     const auto& config = *settings.config;
     scanner_ = request_head_scanner(config.limits.max_header_bytes, config.limits.max_uri_bytes);
@@ -476,7 +476,7 @@ asio::awaitable<http_session::head_outcome> http_session::read_head(const proxy_
     }
 }
 
-asio::awaitable<bool> http_session::serve_one(const proxy_settings& settings)
+task<bool> http_session::serve_one(const proxy_settings& settings)
 {
     std::size_t length = 0;
     if (co_await read_head(settings, length) != head_outcome::ready) {
@@ -595,7 +595,7 @@ bool http_session::same_route_as_sni(const proxy_settings& settings, const excha
     return sni_route == nullptr || *sni_route == match.target->host_pattern;
 }
 
-asio::awaitable<bool> http_session::redirect_to_https(exchange& ex)
+task<bool> http_session::redirect_to_https(exchange& ex)
 {
     // 308 keeps the method and body (RFC 9110 section 15.4.9), so a POST is not turned into a
     // GET on its way to HTTPS.
@@ -625,8 +625,8 @@ asio::awaitable<bool> http_session::redirect_to_https(exchange& ex)
     co_return !ec && keep_alive;
 }
 
-asio::awaitable<void> http_session::send_simple(exchange& ex, unsigned status,
-                                                std::string_view body, bool keep_alive)
+task<void> http_session::send_simple(exchange& ex, unsigned status, std::string_view body,
+                                     bool keep_alive)
 {
     keep_alive = keep_alive && ex.request_consumed() && !close_after_response_;
     ex.status = status;
@@ -662,7 +662,7 @@ void http_session::log_access(const exchange& ex)
                 {"upstream", ex.upstream}});
 }
 
-asio::awaitable<bool> http_session::forward(exchange& ex, const route_match& match)
+task<bool> http_session::forward(exchange& ex, const route_match& match)
 {
     ex.hsts_header = match.target->hsts_header;
     auto& request = ex.parser->get();
@@ -743,9 +743,8 @@ asio::awaitable<bool> http_session::forward(exchange& ex, const route_match& mat
     co_return co_await answer_upstream_failure(ex, connect_error);
 }
 
-asio::awaitable<bool>
-http_session::exchange_with_upstream(exchange& ex, upstream_pool& pool,
-                                     std::unique_ptr<upstream_connection> connection)
+task<bool> http_session::exchange_with_upstream(exchange& ex, upstream_pool& pool,
+                                                std::unique_ptr<upstream_connection> connection)
 {
     const auto& timeouts = ex.config.timeouts;
     auto& request = ex.parser->get();
@@ -803,8 +802,8 @@ http_session::exchange_with_upstream(exchange& ex, upstream_pool& pool,
     }
 }
 
-asio::awaitable<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
-                                                   std::unique_ptr<upstream_connection> connection)
+task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
+                                        std::unique_ptr<upstream_connection> connection)
 {
     auto& parser = *ex.response_parser;
     const auto& upstream_response = parser.get();
@@ -882,7 +881,7 @@ asio::awaitable<bool> http_session::relay_response(exchange& ex, upstream_pool& 
     co_return keep_client;
 }
 
-asio::awaitable<bool> http_session::answer_upstream_failure(exchange& ex, error_code failure)
+task<bool> http_session::answer_upstream_failure(exchange& ex, error_code failure)
 {
     if (is_timeout(failure)) {
         co_await send_simple(ex, 504, "upstream timed out\n", ex.client_keep_alive);
@@ -915,7 +914,7 @@ void spawn_session(worker& owner, std::unique_ptr<http_session> session)
     auto& context = owner.context();
     asio::co_spawn(
         context,
-        [](std::unique_ptr<http_session> owned) -> asio::awaitable<void> {
+        [](std::unique_ptr<http_session> owned) -> task<void> {
             co_await owned->run();
         }(std::move(session)),
         [](std::exception_ptr failure) {

@@ -26,12 +26,12 @@ class upstream_pool;
 class http_session {
 public:
     // A plain-HTTP connection.
-    http_session(worker& owner, tcp::socket socket, std::uint64_t id);
+    http_session(worker& owner, tcp_socket socket, std::uint64_t id);
 
     // A TLS connection: `certificates` picks the certificate during the handshake and must
     // stay as it is until then, which the session ensures by holding it; `context` is the
     // OpenSSL context wrapping certificates->base_context().
-    http_session(worker& owner, tcp::socket socket, std::uint64_t id,
+    http_session(worker& owner, tcp_socket socket, std::uint64_t id,
                  std::shared_ptr<const tls_table> certificates,
                  std::shared_ptr<asio::ssl::context> context);
     ~http_session();
@@ -41,7 +41,7 @@ public:
 
     // Serves requests until the client leaves, a timeout fires, or the server drains.
     // Never throws: every failure ends this connection only.
-    asio::awaitable<void> run();
+    task<void> run();
 
     // Called by the worker when the server starts draining: an idle connection closes now, a
     // busy one after its current response.
@@ -52,22 +52,21 @@ private:
 
     enum class head_outcome { ready = 1, closed, refused };
 
-    asio::awaitable<bool> handshake(const proxy_settings& settings);
-    asio::awaitable<void> close_connection();
-    asio::awaitable<bool> serve_one(const proxy_settings& settings);
-    asio::awaitable<bool> redirect_to_https(exchange& ex);
+    task<bool> handshake(const proxy_settings& settings);
+    task<void> close_connection();
+    task<bool> serve_one(const proxy_settings& settings);
+    task<bool> redirect_to_https(exchange& ex);
     bool same_route_as_sni(const proxy_settings& settings, const exchange& ex,
                            const route_match& match) const;
-    asio::awaitable<head_outcome> read_head(const proxy_settings& settings, std::size_t& length);
-    asio::awaitable<bool> forward(exchange& ex, const route_match& match);
-    asio::awaitable<bool> exchange_with_upstream(exchange& ex, upstream_pool& pool,
-                                                 std::unique_ptr<upstream_connection> connection);
-    asio::awaitable<bool> relay_response(exchange& ex, upstream_pool& pool,
-                                         std::unique_ptr<upstream_connection> connection);
-    asio::awaitable<bool> answer_upstream_failure(exchange& ex, error_code failure);
+    task<head_outcome> read_head(const proxy_settings& settings, std::size_t& length);
+    task<bool> forward(exchange& ex, const route_match& match);
+    task<bool> exchange_with_upstream(exchange& ex, upstream_pool& pool,
+                                      std::unique_ptr<upstream_connection> connection);
+    task<bool> relay_response(exchange& ex, upstream_pool& pool,
+                              std::unique_ptr<upstream_connection> connection);
+    task<bool> answer_upstream_failure(exchange& ex, error_code failure);
     void record_upstream_failure(upstream_pool& pool, std::string_view what, error_code ec);
-    asio::awaitable<void> send_simple(exchange& ex, unsigned status, std::string_view body,
-                                      bool keep_alive);
+    task<void> send_simple(exchange& ex, unsigned status, std::string_view body, bool keep_alive);
     void log_access(const exchange& ex);
 
     worker& worker_;

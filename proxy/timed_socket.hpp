@@ -37,10 +37,10 @@ using clock = std::chrono::steady_clock;
 // the timed_socket when one is destroyed with an operation pending; the timer's handler holds it
 // weakly, so a forgotten timer keeps nothing alive.
 struct state : std::enable_shared_from_this<state> {
-    explicit state(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+    explicit state(tcp_socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
 
-    tcp::socket socket;
-    asio::steady_timer timer;
+    tcp_socket socket;
+    steady_timer timer;
 
     // The deadline for operations starting from now; max() for none.
     clock::time_point deadline = clock::time_point::max();
@@ -116,15 +116,15 @@ struct completion {
 
 class timed_socket {
 public:
-    using executor_type = tcp::socket::executor_type;
-    using lowest_layer_type = tcp::socket::lowest_layer_type;
+    using executor_type = tcp_socket::executor_type;
+    using lowest_layer_type = tcp_socket::lowest_layer_type;
     using clock = timed_socket_detail::clock;
 
-    explicit timed_socket(tcp::socket socket)
+    explicit timed_socket(tcp_socket socket)
         : state_(std::make_shared<timed_socket_detail::state>(std::move(socket)))
     {}
 
-    explicit timed_socket(const executor_type& executor) : timed_socket(tcp::socket(executor)) {}
+    explicit timed_socket(const executor_type& executor) : timed_socket(tcp_socket(executor)) {}
 
     timed_socket(timed_socket&&) noexcept = default;
     timed_socket& operator=(timed_socket&&) = delete;
@@ -140,7 +140,7 @@ public:
     }
 
     executor_type get_executor() noexcept { return state_->socket.get_executor(); }
-    tcp::socket& socket() noexcept { return state_->socket; }
+    tcp_socket& socket() noexcept { return state_->socket; }
     lowest_layer_type& lowest_layer() noexcept { return state_->socket.lowest_layer(); }
 
     // The deadline applies to operations started from now on. One already in flight is held

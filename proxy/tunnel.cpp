@@ -15,7 +15,7 @@ using activity_clock = std::chrono::steady_clock;
 
 // The stream a tunnel reads and writes: the bare socket for TCP, so no per-operation timer
 // runs; the TLS stream for a TLS client, whose reads and writes must go through OpenSSL.
-tcp::socket& raw(timed_socket& stream)
+tcp_socket& raw(timed_socket& stream)
 {
     return stream.socket();
 }
@@ -42,8 +42,7 @@ struct tunnel_stopper {
 // Moves bytes one way until EOF or an error, noting the time of every read, then stops the
 // other direction too.
 template <typename From, typename To>
-asio::awaitable<void> pump(From& from, To& to, activity_clock::time_point& last_activity,
-                           tunnel_stopper stop)
+task<void> pump(From& from, To& to, activity_clock::time_point& last_activity, tunnel_stopper stop)
 {
     std::array<char, tunnel_chunk_bytes> chunk;
     for (;;) {
@@ -63,10 +62,10 @@ asio::awaitable<void> pump(From& from, To& to, activity_clock::time_point& last_
 
 // Returns once neither direction has moved a byte for `idle_timeout`. A one-way stream (a
 // server pushing events) keeps the tunnel alive, unlike a per-direction read timeout would.
-asio::awaitable<void> watch_idle(activity_clock::time_point& last_activity,
-                                 std::chrono::milliseconds idle_timeout, tunnel_stopper stop)
+task<void> watch_idle(activity_clock::time_point& last_activity,
+                      std::chrono::milliseconds idle_timeout, tunnel_stopper stop)
 {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
+    steady_timer timer(co_await asio::this_coro::executor);
     for (;;) {
         auto quiet_until = last_activity + idle_timeout;
         if (activity_clock::now() >= quiet_until) {
@@ -82,7 +81,7 @@ asio::awaitable<void> watch_idle(activity_clock::time_point& last_activity,
 }
 
 template <typename To>
-asio::awaitable<bool> flush(beast::flat_buffer& pending, To& to)
+task<bool> flush(beast::flat_buffer& pending, To& to)
 {
     if (pending.size() == 0) {
         co_return true;
@@ -94,9 +93,9 @@ asio::awaitable<bool> flush(beast::flat_buffer& pending, To& to)
 
 } // namespace
 
-asio::awaitable<void> run_tunnel(client_stream& client, beast::flat_buffer& client_buffer,
-                                 timed_socket& upstream, beast::flat_buffer& upstream_buffer,
-                                 std::chrono::milliseconds idle_timeout)
+task<void> run_tunnel(client_stream& client, beast::flat_buffer& client_buffer,
+                      timed_socket& upstream, beast::flat_buffer& upstream_buffer,
+                      std::chrono::milliseconds idle_timeout)
 {
     client.expires_never();
     upstream.expires_never();

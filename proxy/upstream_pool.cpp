@@ -34,7 +34,7 @@ bool looks_reusable(upstream_connection& connection, health_clock::time_point no
 
 } // namespace
 
-upstream_pool::upstream_pool(asio::any_io_executor executor, config::upstream_url upstream)
+upstream_pool::upstream_pool(executor executor, config::upstream_url upstream)
     : executor_(executor), upstream_(std::move(upstream))
 {}
 
@@ -51,7 +51,7 @@ std::unique_ptr<upstream_connection> upstream_pool::take_idle(health_clock::time
     return nullptr;
 }
 
-asio::awaitable<std::pair<error_code, std::unique_ptr<upstream_connection>>>
+task<std::pair<error_code, std::unique_ptr<upstream_connection>>>
 upstream_pool::connect(std::chrono::milliseconds timeout)
 {
     auto connection = std::make_unique<upstream_connection>(executor_);
@@ -69,8 +69,8 @@ upstream_pool::connect(std::chrono::milliseconds timeout)
 
     // The resolver has no deadline of its own: a timer cancels it. The timer's handler owns a
     // reference to the resolver because it may run after this coroutine has moved on.
-    auto resolver = std::make_shared<tcp::resolver>(executor_);
-    asio::steady_timer deadline(executor_, timeout);
+    auto resolver = std::make_shared<tcp_resolver>(executor_);
+    steady_timer deadline(executor_, timeout);
     deadline.async_wait([resolver](error_code ec) {
         if (!ec) {
             resolver->cancel();

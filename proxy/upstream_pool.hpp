@@ -18,7 +18,7 @@ namespace gatehouse::proxy {
 
 // One TCP connection to an upstream, with the bytes read from it but not yet parsed.
 struct upstream_connection {
-    explicit upstream_connection(const asio::any_io_executor& executor) : stream(executor) {}
+    explicit upstream_connection(const executor& executor) : stream(executor) {}
 
     timed_socket stream;
     beast::flat_buffer buffer;
@@ -39,7 +39,7 @@ public:
     // Idle connections kept per upstream and worker; more are closed when returned.
     static constexpr std::size_t max_idle_connections = 64;
 
-    upstream_pool(asio::any_io_executor executor, config::upstream_url upstream);
+    upstream_pool(executor executor, config::upstream_url upstream);
 
     const config::upstream_url& upstream() const noexcept { return upstream_; }
 
@@ -51,7 +51,7 @@ public:
 
     // Opens a new connection, resolving the upstream's name each time so DNS changes (a
     // Kubernetes Service moving) are followed. Fails with the connect error or timeout.
-    asio::awaitable<std::pair<error_code, std::unique_ptr<upstream_connection>>>
+    task<std::pair<error_code, std::unique_ptr<upstream_connection>>>
     connect(std::chrono::milliseconds timeout);
 
     // Returns a connection whose last exchange completed cleanly and left no unread bytes.
@@ -61,7 +61,7 @@ public:
     void close_expired(health_clock::time_point now);
 
 private:
-    asio::any_io_executor executor_;
+    executor executor_;
     config::upstream_url upstream_;
     upstream_health_state health_;
 

@@ -59,7 +59,7 @@ void worker::listen_on(int listening_fd, const tcp& protocol, bool tls)
     if (own_fd < 0) {
         throw std::system_error(errno, std::generic_category(), "dup of listening socket");
     }
-    auto acceptor = std::make_unique<tcp::acceptor>(context_);
+    auto acceptor = std::make_unique<tcp_acceptor>(context_);
     acceptor->assign(protocol, own_fd);
     listeners_.push_back({std::move(acceptor), tls});
 }
@@ -155,7 +155,7 @@ void worker::remove_session(http_session* session)
     process_metrics().connections_open.fetch_sub(1, std::memory_order_relaxed);
 }
 
-asio::awaitable<void> worker::accept_loop(tcp::acceptor& acceptor, bool tls)
+task<void> worker::accept_loop(tcp_acceptor& acceptor, bool tls)
 {
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
@@ -166,7 +166,7 @@ asio::awaitable<void> worker::accept_loop(tcp::acceptor& acceptor, bool tls)
             // Running out of descriptors is the usual cause; pause instead of spinning.
             log::write(*log::get("proxy"), spdlog::level::warn, "accept failed",
                        {{"worker", index_}, {"error", ec.message()}});
-            asio::steady_timer pause(context_, std::chrono::milliseconds(100));
+            steady_timer pause(context_, std::chrono::milliseconds(100));
             co_await pause.async_wait(use_nothrow);
             continue;
         }
@@ -192,7 +192,7 @@ asio::awaitable<void> worker::accept_loop(tcp::acceptor& acceptor, bool tls)
     }
 }
 
-void worker::start_session(tcp::socket socket, bool tls)
+void worker::start_session(tcp_socket socket, bool tls)
 {
     auto id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
     if (!tls) {
@@ -211,11 +211,11 @@ void worker::start_session(tcp::socket socket, bool tls)
                                                         tls_context_));
 }
 
-asio::awaitable<void> worker::refuse_connection(tcp::socket socket)
+task<void> worker::refuse_connection(tcp_socket socket)
 {
     // A polite refusal: a short answer the client can act on, then close. Bounded in time so
     // a client that never reads cannot hold the socket.
-    beast::tcp_stream stream(std::move(socket));
+    tcp_stream stream(std::move(socket));
     stream.expires_after(std::chrono::seconds(1));
     co_await asio::async_write(stream, asio::buffer(over_capacity_response), use_nothrow);
     error_code ignored;
@@ -239,9 +239,9 @@ void worker::warn_connection_limit(std::size_t limit)
     }
 }
 
-asio::awaitable<void> worker::sweep_idle_upstreams()
+task<void> worker::sweep_idle_upstreams()
 {
-    asio::steady_timer timer(context_);
+    steady_timer timer(context_);
     for (;;) {
         timer.expires_after(upstream_sweep_interval);
         auto [ec] = co_await timer.async_wait(use_nothrow);

@@ -86,10 +86,10 @@ public:
     relay_buffers& buffers() noexcept { return buffers_; }
 
 private:
-    asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);
-    void start_session(tcp::socket socket, bool tls);
-    asio::awaitable<void> refuse_connection(tcp::socket socket);
-    asio::awaitable<void> sweep_idle_upstreams();
+    task<void> accept_loop(tcp_acceptor& acceptor, bool tls);
+    void start_session(tcp_socket socket, bool tls);
+    task<void> refuse_connection(tcp_socket socket);
+    task<void> sweep_idle_upstreams();
     void warn_connection_limit(std::size_t limit);
 
     // Declaration order is destruction order in reverse: the io_context must outlive the
@@ -109,7 +109,7 @@ private:
 
     asio::io_context context_{1};
     struct listener {
-        std::unique_ptr<tcp::acceptor> acceptor;
+        std::unique_ptr<tcp_acceptor> acceptor;
         bool tls = false;
     };
     std::vector<listener> listeners_;

@@ -11,6 +11,7 @@
 
 using gatehouse::proxy::error_code;
 using gatehouse::proxy::tcp;
+using gatehouse::proxy::tcp_socket;
 using gatehouse::proxy::timed_socket;
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -28,7 +29,7 @@ struct connected_pair {
     connected_pair()
     {
         tcp::acceptor acceptor(context, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-        tcp::socket client(context);
+        tcp_socket client(context);
         client.connect(acceptor.local_endpoint());
         acceptor.accept(peer);
         ours.emplace(std::move(client));
