@@ -302,6 +302,7 @@ http_session::http_session(worker& owner, tcp_socket socket, std::uint64_t id)
     error_code ec;
     auto peer = client_.transport().socket().remote_endpoint(ec);
     peer_address_ = ec ? std::string("unknown") : endpoint_text(peer);
+    client_ip_ = ec ? std::string("unknown") : address_text(peer.address());
     worker_.add_session(this);
 }
 
@@ -317,6 +318,7 @@ http_session::http_session(worker& owner, tcp_socket socket, std::uint64_t id,
     error_code ec;
     auto peer = client_.transport().socket().remote_endpoint(ec);
     peer_address_ = ec ? std::string("unknown") : endpoint_text(peer);
+    client_ip_ = ec ? std::string("unknown") : address_text(peer.address());
     worker_.add_session(this);
 }
 
@@ -682,16 +684,12 @@ task<bool> http_session::forward(exchange& ex, const route_match& match)
         {"Expect", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
          absolute_form ? std::string_view("Host") : std::string_view("Expect")});
 
-    std::string client_ip = peer_address_.substr(0, peer_address_.rfind(':'));
-    if (client_ip.size() > 2 && client_ip.front() == '[') {
-        client_ip = client_ip.substr(1, client_ip.size() - 2);
-    }
     std::optional<std::string_view> incoming_chain;
     if (auto chain = request.find("X-Forwarded-For"); chain != request.end()) {
         incoming_chain = chain->value();
     }
-    bool trusted = is_trusted_peer(client_ip, ex.config.trusted_proxies);
-    append_field(head, "X-Forwarded-For", forwarded_for(incoming_chain, client_ip, trusted));
+    bool trusted = is_trusted_peer(client_ip_, ex.config.trusted_proxies);
+    append_field(head, "X-Forwarded-For", forwarded_for(incoming_chain, client_ip_, trusted));
     append_field(head, "X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
     append_field(head, "X-Forwarded-Host", ex.head.host.value_or(ex.host));
     if (absolute_form) {

@@ -93,6 +93,8 @@ private:
     request_head_scanner scanner_;
     std::uint64_t id_;
     std::string peer_address_;
+    // The peer's IP alone, as X-Forwarded-For names it.
+    std::string client_ip_;
     std::chrono::steady_clock::time_point accepted_at_;
     unsigned requests_served_ = 0;
 
