@@ -91,8 +91,13 @@ struct server::impl {
     asio::io_context context{1};
     server_status status;
     shared_server_state shared;
-    tcp::acceptor http_acceptor{context};
-    tcp::acceptor https_acceptor{context};
+    // The listening sockets belong to a context that never runs. Every worker accepts on its
+    // own copy of them; were they registered with the main thread's running context too,
+    // every new connection would also wake the main thread, which on a one-core setup takes
+    // its turn on the worker's core.
+    asio::io_context listener_context{1};
+    tcp::acceptor http_acceptor{listener_context};
+    tcp::acceptor https_acceptor{listener_context};
     std::unique_ptr<store::store> certificate_store;
     std::unique_ptr<certificate_manager> certificates;
     std::unique_ptr<admin_server> admin;
