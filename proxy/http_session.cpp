@@ -154,6 +154,28 @@ std::string_view chunk_size_line(std::size_t size, std::array<char, 24>& storage
     return {storage.data(), static_cast<std::size_t>(length)};
 }
 
+// Parses body bytes already read into `buffer`, as http::async_read_some would first do, but
+// without an asynchronous operation: with the data at hand, Beast's read completes through a
+// post to the executor, one more trip through the scheduler for most responses, whose body
+// arrives with their head. Returns nothing when a read is needed (no bytes, or too few to
+// make progress), else the parse's outcome.
+template <typename Parser>
+std::optional<error_code> parse_buffered(Parser& parser, beast::flat_buffer& buffer)
+{
+    if (buffer.size() == 0) {
+        return std::nullopt;
+    }
+    error_code ec;
+    const auto used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == http::error::need_more) {
+        // The bytes end inside a chunk line, say: a read comes next, unless some of them
+        // made progress that the caller should act on first.
+        return used > 0 ? std::optional<error_code>(error_code{}) : std::nullopt;
+    }
+    return ec;
+}
+
 // Streams one message from `in` to `out`: `parser` has read the head from `in`, and `head` is
 // the head to send, complete with its blank line. The body passes through a fixed buffer, so
 // memory stays flat for any body size; it goes out `chunked` (RFC 9112 section 7.1), or as it
@@ -181,10 +203,16 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
             }
             parser.get().body().data = chunk->data();
             parser.get().body().size = relay_chunk_bytes;
-            in.expires_after(read_timeout);
-            auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, use_nothrow);
-            if (ec && ec != http::error::need_buffer) {
-                outcome.read_error = ec;
+            auto parsed = parse_buffered(parser, in_buffer);
+            if (!parsed) {
+                in.expires_after(read_timeout);
+                auto [read_error, n] =
+                    co_await http::async_read_some(in, in_buffer, parser, use_nothrow);
+                parsed = read_error;
+            }
+            // need_buffer: the chunk is full, which is what the loop below sends on.
+            if (*parsed && *parsed != http::error::need_buffer) {
+                outcome.read_error = *parsed;
                 co_return outcome;
             }
             filled = relay_chunk_bytes - parser.get().body().size;
