@@ -792,6 +792,8 @@ private:
     // Serializes send(): the io_context and the idle connections belong to one call at a time.
     // stream() takes neither; it shares only the TLS context, which OpenSSL lets many threads
     // make connections from at once.
+    // TODO: a connection per concurrent call, so one request hung on a silent server does not
+    // hold every other thread's request (an etcd store's heartbeat and writes) for its deadline.
     std::mutex mutex_;
     asio::io_context io_;
     ssl::context tls_;
