@@ -47,7 +47,7 @@ constexpr std::string_view acme_challenge_prefix = "/.well-known/acme-challenge/
 // Interim responses and upstream response heads larger than this are refused as a 502.
 constexpr std::size_t max_upstream_header_bytes = 64 * 1024;
 
-// How long a closing TLS connection waits for the client's close_notify.
+// How long a closing TLS connection may take to write its close_notify.
 constexpr std::chrono::milliseconds tls_shutdown_timeout{500};
 
 // Room for a head at the header limit plus one read of body bytes behind it.
