@@ -37,6 +37,7 @@ using gatehouse::store::etcd_options;
 using gatehouse::store::open_etcd_store;
 using gatehouse::store::store;
 using gatehouse::store::watch_handle;
+using gatehouse::store::testing::calls_to_a_watch_that_ends_itself;
 using gatehouse::store::testing::event_recorder;
 using gatehouse::store::testing::temporary_directory;
 using gatehouse::store::testing::wait_until;
@@ -724,29 +725,7 @@ TEST_CASE("an etcd watch handle stops its callbacks, even from inside one", "[et
     }
     SECTION("destroyed by its own callback")
     {
-        std::unique_ptr<watch_handle> handle;
-        std::mutex handle_mutex;
-        std::atomic<int> calls{0};
-        auto created = store->watch("", [&](const change_event&) {
-            ++calls;
-            std::lock_guard lock(handle_mutex);
-            handle.reset();
-        });
-        REQUIRE(created);
-        {
-            std::lock_guard lock(handle_mutex);
-            handle = std::move(*created);
-        }
-        REQUIRE(store->put("a", "1"));
-        REQUIRE(store->put("b", "2"));
-        REQUIRE(wait_until(
-            [&] {
-                std::lock_guard lock(handle_mutex);
-                return handle == nullptr;
-            },
-            report_deadline));
-        std::this_thread::sleep_for(100ms);
-        CHECK(calls == 1);
+        CHECK(calls_to_a_watch_that_ends_itself(*store, report_deadline) == 1);
     }
     SECTION("outliving its store")
     {

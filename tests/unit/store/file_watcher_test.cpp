@@ -14,6 +14,7 @@ using gatehouse::store::change_event;
 using gatehouse::store::change_kind;
 using gatehouse::store::errc;
 using gatehouse::store::watch_handle;
+using gatehouse::store::testing::calls_to_a_watch_that_ends_itself;
 using gatehouse::store::testing::event_recorder;
 using gatehouse::store::testing::open_store;
 using gatehouse::store::testing::temporary_directory;
@@ -179,32 +180,7 @@ TEST_CASE("a callback may destroy its own handle without deadlocking", "[store]"
 {
     temporary_directory dir;
     auto store = open_store(dir.path());
-    std::unique_ptr<watch_handle> handle;
-    std::mutex handle_mutex;
-    std::atomic<int> calls{0};
-    auto created = store->watch("", [&](const change_event&) {
-        ++calls;
-        std::lock_guard lock(handle_mutex);
-        handle.reset();
-    });
-    REQUIRE(created);
-    {
-        std::lock_guard lock(handle_mutex);
-        handle = std::move(*created);
-    }
-
-    REQUIRE(store->put("a", "1"));
-    REQUIRE(store->put("b", "2"));
-    REQUIRE(wait_until(
-        [&] {
-            std::lock_guard lock(handle_mutex);
-            return handle == nullptr;
-        },
-        report_deadline));
-    // Later changes reach nobody, and the store still shuts down cleanly.
-    REQUIRE(store->put("c", "3"));
-    std::this_thread::sleep_for(100ms);
-    CHECK(calls == 1);
+    CHECK(calls_to_a_watch_that_ends_itself(*store, report_deadline) == 1);
 }
 
 TEST_CASE("a watch hears resync after its directory vanished and came back", "[store]")

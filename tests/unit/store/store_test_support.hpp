@@ -7,6 +7,7 @@
 #include "tests/unit/store/result_string_maker.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -110,5 +111,38 @@ private:
     mutable std::mutex mutex_;
     std::vector<change_event> events_;
 };
+
+// Watches all of `target` with a callback that destroys its own handle at its first call, then
+// makes three changes, the last once the handle is gone. Returns how many times the callback
+// ran, which is 1 when destroying a handle from its own callback works: no deadlock, and no
+// call after it.
+inline int calls_to_a_watch_that_ends_itself(store& target, std::chrono::milliseconds deadline)
+{
+    std::unique_ptr<watch_handle> handle;
+    std::mutex handle_mutex;
+    std::atomic<int> calls{0};
+    auto created = target.watch("", [&](const change_event&) {
+        ++calls;
+        std::lock_guard lock(handle_mutex);
+        handle.reset();
+    });
+    REQUIRE(created);
+    {
+        std::lock_guard lock(handle_mutex);
+        handle = std::move(*created);
+    }
+
+    REQUIRE(target.put("a", "1"));
+    REQUIRE(target.put("b", "2"));
+    REQUIRE(wait_until(
+        [&] {
+            std::lock_guard lock(handle_mutex);
+            return handle == nullptr;
+        },
+        deadline));
+    REQUIRE(target.put("c", "3"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return calls;
+}
 
 } // namespace gatehouse::store::testing
