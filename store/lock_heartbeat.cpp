@@ -54,19 +54,14 @@ void lock_heartbeat::run()
         const auto sent = std::chrono::steady_clock::now();
         const auto refreshed = target_.refresh(lease_);
         lock.lock();
-        if (refreshed) {
-            if (!lost()) {
-                last_success_ = sent.time_since_epoch().count();
-            }
-        } else if (refreshed.error() == errc::lock_lost || lost()) {
+        // Past the give-up point, even a refresh that succeeded late does not count: whoever
+        // asked lost() meanwhile has stopped, and a lock once reported lost stays lost.
+        if (lost() || (!refreshed && refreshed.error() == errc::lock_lost)) {
             lost_ = true;
             return;
         }
-        if (lost()) {
-            // Given up while the refresh waited: whoever asked has already stopped, and a
-            // lock once reported lost must stay lost.
-            lost_ = true;
-            return;
+        if (refreshed) {
+            last_success_ = sent.time_since_epoch().count();
         }
     }
 }
