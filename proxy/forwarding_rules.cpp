@@ -46,34 +46,14 @@ bool is_hop_by_hop(std::string_view field_name)
                        [field_name](std::string_view name) { return iequals(name, field_name); });
 }
 
-std::vector<std::string_view> connection_tokens(std::string_view connection_value)
-{
-    std::vector<std::string_view> tokens;
-    while (!connection_value.empty()) {
-        auto comma = connection_value.find(',');
-        std::string_view token = trim(connection_value.substr(0, comma));
-        if (!token.empty()) {
-            tokens.push_back(token);
-        }
-        if (comma == std::string_view::npos) {
-            break;
-        }
-        connection_value.remove_prefix(comma + 1);
-    }
-    return tokens;
-}
-
-bool has_token(const std::vector<std::string_view>& tokens, std::string_view token)
-{
-    return std::any_of(tokens.begin(), tokens.end(),
-                       [token](std::string_view candidate) { return iequals(candidate, token); });
-}
-
 bool connection_lists(std::string_view connection_value, std::string_view token)
 {
+    if (token.empty()) {
+        return false;
+    }
     for (;;) {
         const auto comma = connection_value.find(',');
-        if (iequals(trim(connection_value.substr(0, comma)), token) && !token.empty()) {
+        if (iequals(trim(connection_value.substr(0, comma)), token)) {
             return true;
         }
         if (comma == std::string_view::npos) {

@@ -18,14 +18,9 @@ namespace gatehouse::proxy {
 // Trailer, Transfer-Encoding, Upgrade, and the proxy authentication pair. Case-insensitive.
 bool is_hop_by_hop(std::string_view field_name);
 
-// The comma-separated tokens of a Connection header, trimmed. Empty tokens are dropped.
-std::vector<std::string_view> connection_tokens(std::string_view connection_value);
-
-// True when `token` appears in `tokens`, ignoring case.
-bool has_token(const std::vector<std::string_view>& tokens, std::string_view token);
-
-// True when the Connection header value `connection_value` lists `token`, ignoring case: the
-// same as has_token(connection_tokens(value), token), without building the list.
+// True when the Connection header value `connection_value`, a comma-separated list of tokens
+// with optional whitespace (RFC 9110 section 7.6.1), lists `token`, ignoring case. Empty list
+// elements name nothing. Scans in place: no list is built.
 bool connection_lists(std::string_view connection_value, std::string_view token);
 
 // The X-Forwarded-For value to send upstream. A trusted peer (another proxy in front of us)
