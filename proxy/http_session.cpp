@@ -327,10 +327,7 @@ http_session::http_session(worker& owner, tcp_socket socket, std::uint64_t id)
       client_(std::move(socket)), scanner_(16 * 1024, 8 * 1024), id_(id),
       accepted_at_(std::chrono::steady_clock::now())
 {
-    error_code ec;
-    auto peer = client_.transport().socket().remote_endpoint(ec);
-    peer_address_ = ec ? std::string("unknown") : endpoint_text(peer);
-    client_ip_ = ec ? std::string("unknown") : address_text(peer.address());
+    remember_peer();
     worker_.add_session(this);
 }
 
@@ -343,11 +340,16 @@ http_session::http_session(worker& owner, tcp_socket socket, std::uint64_t id,
       accepted_at_(std::chrono::steady_clock::now())
 {
     certificates_->attach(client_.tls().native_handle());
+    remember_peer();
+    worker_.add_session(this);
+}
+
+void http_session::remember_peer()
+{
     error_code ec;
     auto peer = client_.transport().socket().remote_endpoint(ec);
     peer_address_ = ec ? std::string("unknown") : endpoint_text(peer);
     client_ip_ = ec ? std::string("unknown") : address_text(peer.address());
-    worker_.add_session(this);
 }
 
 http_session::~http_session()

@@ -86,6 +86,9 @@ private:
     head_texts texts_;
     void reuse_head_texts();
 
+    // Sets peer_address_ and client_ip_ from the socket.
+    void remember_peer();
+
     std::shared_ptr<const tls_table> certificates_;
     std::shared_ptr<asio::ssl::context> tls_context_;
     client_stream client_;
