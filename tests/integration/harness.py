@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -347,3 +348,184 @@ def assert_never_forwarded(*backends, settle_s=0.3):
     time.sleep(settle_s)
     for backend in backends:
         assert backend.requests == [], f"{backend.name} received {backend.requests!r}"
+
+
+# How long a Forwarder's held connection may wait for release() before it is dropped.
+FORWARDER_HOLD_LIMIT_S = 30.0
+
+
+class Forwarder:
+    """A TCP forwarder on 127.0.0.1 to `target_port` that the test can cut and restore.
+
+    Every chunk passed on is recorded in `events` as (time.monotonic() when it arrived,
+    connection number, "up" from the client or "down" from the target, its first bytes), so a
+    test can tell when a client last spoke, and for plain HTTP (etcd's gateway) what it asked.
+    cut() closes the listener and every forwarded connection at once, as a link going away
+    would look to the client: its connections drop and new ones are refused. restore() listens
+    again on the same port. With hold=True connections are accepted and left unanswered until
+    release(), which forwards them and every later one; `accepted` has the time of each accept.
+    It listens on `port`, or on a free port when none is given.
+    """
+
+    def __init__(self, target_port=None, hold=False, port=None):
+        self.target_port = target_port
+        self.port = port or free_port()
+        self.events = []
+        self.accepted = []
+        self._lock = threading.Lock()
+        self._sockets = set()
+        self._released = threading.Event()
+        if not hold:
+            self._released.set()
+        self._generation = 0
+        self._listener = None
+        self._thread = None
+
+    def start(self):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        # accept() wakes up every 50 ms to see whether the listener was cut.
+        listener.settimeout(0.05)
+        with self._lock:
+            self._generation += 1
+            self._listener = listener
+            generation = self._generation
+        self._thread = threading.Thread(target=self._accept, args=(listener, generation),
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def restore(self):
+        """Listens again on the same port, forwarding; returns the time.monotonic() it was done."""
+        self._released.set()
+        self.start()
+        return time.monotonic()
+
+    def go_silent(self):
+        """After cut(): listens again on the same port but answers nothing, as a peer that hangs
+        looks: connections are accepted and held until release() or restore()."""
+        self._released.clear()
+        self.start()
+        return time.monotonic()
+
+    def cut(self):
+        """Closes the listener and every connection; returns the time.monotonic() it was done."""
+        with self._lock:
+            self._generation += 1
+            listener, self._listener = self._listener, None
+            sockets = list(self._sockets)
+        if listener is not None:
+            self._thread.join(timeout=2)
+            listener.close()
+        for sock in sockets:
+            self._shut(sock)
+        return time.monotonic()
+
+    def release(self, target_port=None):
+        """Forwards the held connections, and every later one, to `target_port` (or the one
+        given at construction)."""
+        if target_port is not None:
+            self.target_port = target_port
+        self._released.set()
+
+    def close(self):
+        self.cut()
+        self._released.set()
+
+    def up_times(self, longer_than=0):
+        """When each chunk from the client longer than `longer_than` bytes arrived."""
+        with self._lock:
+            return [arrived for arrived, _, direction, head in self.events
+                    if direction == "up" and len(head) > longer_than]
+
+    def answered_requests(self, *paths):
+        """When each HTTP request for one of `paths` arrived whose answer came back: the target
+        had it by then. Each connection carries one request at a time (etcd's client waits for
+        the answer before it sends the next request on a connection)."""
+        with self._lock:
+            events = sorted(self.events)
+        pending, answered = {}, []
+        for arrived, number, direction, head in events:
+            if direction == "up" and any(b" " + path.encode() + b" " in head[:200]
+                                         for path in paths):
+                pending[number] = arrived
+            elif direction == "down" and number in pending:
+                answered.append(pending.pop(number))
+        return answered
+
+    def _current(self, generation):
+        with self._lock:
+            return self._generation == generation
+
+    def _accept(self, listener, generation):
+        while self._current(generation):
+            try:
+                client, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            with self._lock:
+                if self._generation != generation:
+                    client.close()
+                    return
+                self._sockets.add(client)
+                self.accepted.append(time.monotonic())
+                number = len(self.accepted)
+            threading.Thread(target=self._serve, args=(client, number, generation),
+                             daemon=True).start()
+
+    def _serve(self, client, number, generation):
+        upstream = None
+        if self._released.wait(timeout=FORWARDER_HOLD_LIMIT_S) and self._current(generation):
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+                upstream.settimeout(None)
+            except OSError:
+                upstream = None
+        if upstream is None:
+            self._shut(client)
+            client.close()
+            return
+        with self._lock:
+            current = self._generation == generation
+            if current:
+                self._sockets.add(upstream)
+        if not current:
+            for sock in (client, upstream):
+                self._shut(sock)
+                sock.close()
+            return
+        threading.Thread(target=self._pump, args=(upstream, client, number, "down"),
+                         daemon=True).start()
+        self._pump(client, upstream, number, "up")
+
+    def _pump(self, source, sink, number, direction):
+        # Each socket is read by one pump, which alone closes it; the other side is only shut
+        # down, which wakes its pump.
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                arrived = time.monotonic()
+                with self._lock:
+                    self.events.append((arrived, number, direction, data[:256]))
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._shut(sink)
+            self._shut(source)
+            source.close()
+
+    def _shut(self, sock):
+        with self._lock:
+            self._sockets.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

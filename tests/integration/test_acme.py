@@ -7,7 +7,6 @@ Every Pebble validates on 127.0.0.1 at gatehouse's HTTP port (its DNS answers ev
 """
 
 import json
-import socket
 import threading
 import time
 
@@ -227,56 +226,6 @@ def test_issuance_succeeds_when_half_of_all_nonces_are_rejected(start_gatehouse,
     assert pebble.count_new_orders() >= 1
 
 
-class Forwarder:
-    """A TCP relay from 127.0.0.1:listen_port to 127.0.0.1:target_port, started on demand:
-    until then the port is closed, as when a firewall drops port 80."""
-
-    def __init__(self, listen_port, target_port):
-        self.listen_port, self.target_port = listen_port, target_port
-        self.server = None
-        self.stopped = threading.Event()
-
-    def start(self):
-        self.server = socket.create_server(("127.0.0.1", self.listen_port))
-        self.server.settimeout(0.2)
-        threading.Thread(target=self.accept_loop, daemon=True).start()
-
-    def accept_loop(self):
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.server.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pipe(source, sink):
-        source.settimeout(10)
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stop(self):
-        self.stopped.set()
-        if self.server is not None:
-            self.server.close()
-
-
 def test_a_validation_that_fails_while_the_port_is_closed_succeeds_on_a_later_retry(
         start_gatehouse, pebble_factory, backend, tmp_path):
     gatehouse_http = free_port()
@@ -293,12 +242,12 @@ def test_a_validation_that_fails_while_the_port_is_closed_succeeds_on_a_later_re
     assert status["next_attempt"] is not None
     assert gatehouse.wait_for_log(lambda line: "retry_in" in line and host in line, timeout=5)
 
-    forwarder = Forwarder(validation_port, gatehouse_http)
+    forwarder = harness.Forwarder(gatehouse_http, port=validation_port)
     forwarder.start()
     try:
         shown = wait_for_certificate(gatehouse, host, roots)
     finally:
-        forwarder.stop()
+        forwarder.close()
     assert shown.dns_names == [host]
     assert tlshelpers.certificate_status(gatehouse, host)["last_error"] is None
     assert pebble.count_new_orders() >= 2
