@@ -34,6 +34,13 @@ struct connected_pair {
         acceptor.accept(peer);
         ours.emplace(std::move(client));
     }
+
+    // Runs the context for up to `duration`, also after an earlier run ran out of work.
+    void run_for(std::chrono::milliseconds duration)
+    {
+        context.restart();
+        context.run_for(duration);
+    }
 };
 
 // The outcome of one read, and when it completed.
@@ -61,7 +68,7 @@ TEST_CASE("a timed socket's read ends with a timeout at its deadline, not before
     const auto started = steady::now();
     pair.ours->expires_after(150ms);
     start_read(*pair.ours, buffer, result);
-    pair.context.run_for(2s);
+    pair.run_for(2s);
 
     REQUIRE(result.done);
     CHECK(result.error == beast::error::timeout);
@@ -80,7 +87,7 @@ TEST_CASE("a timed socket's read that gets data in time completes normally")
     start_read(*pair.ours, buffer, result);
     asio::steady_timer later(pair.context, 100ms);
     later.async_wait([&](error_code) { asio::write(pair.peer, asio::buffer("hi", 2)); });
-    pair.context.run_for(3s);
+    pair.run_for(3s);
 
     REQUIRE(result.done);
     CHECK_FALSE(result.error);
@@ -100,7 +107,7 @@ TEST_CASE("a timed socket's later deadline outlasts the timer armed for an earli
     pair.ours->expires_after(100ms);
     start_read(*pair.ours, buffer, first);
     asio::write(pair.peer, asio::buffer("a", 1));
-    pair.context.run_for(50ms);
+    pair.run_for(50ms);
     REQUIRE(first.done);
     REQUIRE_FALSE(first.error);
 
@@ -109,7 +116,7 @@ TEST_CASE("a timed socket's later deadline outlasts the timer armed for an earli
     start_read(*pair.ours, buffer, second);
     asio::steady_timer later(pair.context, 300ms);
     later.async_wait([&](error_code) { asio::write(pair.peer, asio::buffer("b", 1)); });
-    pair.context.run_for(2s);
+    pair.run_for(2s);
 
     REQUIRE(second.done);
     CHECK_FALSE(second.error);
@@ -119,8 +126,7 @@ TEST_CASE("a timed socket's later deadline outlasts the timer armed for an earli
     read_result third;
     pair.ours->expires_after(200ms);
     start_read(*pair.ours, buffer, third);
-    pair.context.restart();
-    pair.context.run_for(2s);
+    pair.run_for(2s);
     REQUIRE(third.done);
     CHECK(third.error == beast::error::timeout);
 }
@@ -133,12 +139,11 @@ TEST_CASE("a timed socket without a deadline waits as long as it takes")
     pair.ours->expires_after(50ms);
     pair.ours->expires_never();
     start_read(*pair.ours, buffer, result);
-    pair.context.run_for(400ms);
+    pair.run_for(400ms);
     CHECK_FALSE(result.done);
 
     asio::write(pair.peer, asio::buffer("late", 4));
-    pair.context.restart();
-    pair.context.run_for(1s);
+    pair.run_for(1s);
     REQUIRE(result.done);
     CHECK_FALSE(result.error);
     CHECK(result.bytes == 4);
@@ -151,10 +156,9 @@ TEST_CASE("a timed socket destroyed with a read pending ends that read with an e
     read_result result;
     pair.ours->expires_after(5s);
     start_read(*pair.ours, buffer, result);
-    pair.context.run_for(50ms);
+    pair.run_for(50ms);
     pair.ours.reset();
-    pair.context.restart();
-    pair.context.run_for(1s);
+    pair.run_for(1s);
 
     REQUIRE(result.done);
     CHECK(result.error == asio::error::operation_aborted);
@@ -172,7 +176,7 @@ TEST_CASE("a timed socket times out a write the peer does not read")
         done = true;
         failure = ec;
     });
-    pair.context.run_for(3s);
+    pair.run_for(3s);
     REQUIRE(done);
     CHECK(failure == beast::error::timeout);
 }
