@@ -43,16 +43,6 @@ constexpr std::array<std::pair<std::string_view, int>, 10> revocation_reasons{{
     {"aACompromise", 10},
 }};
 
-std::unique_ptr<store::store> open_store(const config::gatehouse_config& config, std::ostream& err)
-{
-    try {
-        return open_configured_store(config);
-    } catch (const std::exception& failure) {
-        err << "gatehouse: " << failure.what() << '\n';
-        return nullptr;
-    }
-}
-
 bool sleep_plainly(std::chrono::milliseconds duration)
 {
     std::this_thread::sleep_for(duration);
@@ -160,7 +150,7 @@ int revoke_certificate(const config::gatehouse_config& config, const std::string
         err << "gatehouse: " << host << " is not a route with tls: acme in this configuration\n";
         return exit_usage;
     }
-    auto store = open_store(config, err);
+    auto store = open_store_for_command(config, err);
     if (!store) {
         return exit_runtime_failure;
     }
@@ -211,7 +201,7 @@ int revoke_certificate(const config::gatehouse_config& config, const std::string
 int rollover_account_keys(const config::gatehouse_config& config, std::ostream& out,
                           std::ostream& err)
 {
-    auto store = open_store(config, err);
+    auto store = open_store_for_command(config, err);
     if (!store) {
         return exit_runtime_failure;
     }
@@ -294,7 +284,7 @@ int diagnose_host(const config::gatehouse_config& config, const std::string& req
 
     // 3. The round trip the CA makes: a probe answer put in the store must come back over
     // plain HTTP from the name, through whatever load balancer and redirects are in the way.
-    auto store = open_store(config, err);
+    auto store = open_store_for_command(config, err);
     if (!store) {
         return exit_runtime_failure;
     }

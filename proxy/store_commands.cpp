@@ -69,16 +69,6 @@ std::string counted(std::size_t count, std::string_view one, std::string_view ma
     return std::to_string(count) + " " + std::string(count == 1 ? one : many);
 }
 
-std::unique_ptr<store::store> open_store(const config::gatehouse_config& config, std::ostream& err)
-{
-    try {
-        return open_configured_store(config);
-    } catch (const std::exception& failure) {
-        err << "gatehouse: " << failure.what() << '\n';
-        return nullptr;
-    }
-}
-
 // Every exported key and its value; nothing when the store cannot be read (said on `err`).
 std::optional<entry_map> read_entries(store::store& store, std::ostream& err)
 {
@@ -263,7 +253,7 @@ void print_summary(const import_counts& counts, const std::string& target, std::
 
 int export_store(const config::gatehouse_config& config, std::ostream& out, std::ostream& err)
 {
-    auto store = open_store(config, err);
+    auto store = open_store_for_command(config, err);
     if (!store) {
         return exit_runtime_failure;
     }
@@ -319,7 +309,7 @@ int import_store(const config::gatehouse_config& config, std::istream& in, bool 
         return exit_usage;
     }
 
-    auto store = open_store(config, err);
+    auto store = open_store_for_command(config, err);
     if (!store) {
         return exit_runtime_failure;
     }

@@ -6,6 +6,7 @@
 #include "store/file_store.hpp"
 #include "store/store.hpp"
 
+#include <ostream>
 #include <stdexcept>
 
 namespace gatehouse::proxy {
@@ -77,6 +78,17 @@ std::unique_ptr<store::store> open_configured_store(const config::gatehouse_conf
                                              : why);
     }
     return wrap_if_encrypted(std::move(*opened), config.store);
+}
+
+std::unique_ptr<store::store> open_store_for_command(const config::gatehouse_config& config,
+                                                     std::ostream& err)
+{
+    try {
+        return open_configured_store(config);
+    } catch (const std::exception& failure) {
+        err << "gatehouse: " << failure.what() << '\n';
+        return nullptr;
+    }
 }
 
 } // namespace gatehouse::proxy
