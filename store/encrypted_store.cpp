@@ -328,7 +328,7 @@ bool holds_secret(std::string_view key)
 // ---- the decorator --------------------------------------------------------------------------
 
 encrypted_store::encrypted_store(std::unique_ptr<store> backend, key_ring ring)
-    : backend_(std::move(backend)), ring_(std::move(ring))
+    : forwarding_store(std::move(backend)), ring_(std::move(ring))
 {
     if (ring_.keys.empty()) {
         throw std::invalid_argument("an encrypted store needs at least one key");
@@ -443,38 +443,6 @@ result<std::string> encrypted_store::open(std::string_view key, std::string_view
         return errc::corrupt;
     }
     return plaintext;
-}
-
-result<void> encrypted_store::remove(std::string_view key)
-{
-    return backend_->remove(key);
-}
-
-result<std::vector<std::string>> encrypted_store::list(std::string_view prefix)
-{
-    return backend_->list(prefix);
-}
-
-result<std::optional<lock_lease>> encrypted_store::try_lock(std::string_view name,
-                                                            std::chrono::seconds ttl)
-{
-    return backend_->try_lock(name, ttl);
-}
-
-result<void> encrypted_store::refresh(const lock_lease& lease)
-{
-    return backend_->refresh(lease);
-}
-
-result<void> encrypted_store::unlock(const lock_lease& lease)
-{
-    return backend_->unlock(lease);
-}
-
-result<std::unique_ptr<watch_handle>>
-encrypted_store::watch(std::string_view prefix, std::function<void(const change_event&)> callback)
-{
-    return backend_->watch(prefix, std::move(callback));
 }
 
 std::string encrypted_store::describe() const

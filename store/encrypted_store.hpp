@@ -15,6 +15,7 @@
 // is sealed on its next write. docs/store.md describes the format, the key file and rotation.
 #pragma once
 
+#include "store/forwarding_store.hpp"
 #include "store/store.hpp"
 
 #include <array>
@@ -84,7 +85,7 @@ struct rewrap_outcome {
 };
 
 // The decorator. It owns the backend it wraps; every member is thread-safe, as the backend is.
-class encrypted_store final : public store {
+class encrypted_store final : public forwarding_store {
 public:
     // Throws std::invalid_argument when `ring` holds no key.
     encrypted_store(std::unique_ptr<store> backend, key_ring ring);
@@ -98,20 +99,9 @@ public:
     // with io_failed when OpenSSL cannot encrypt; otherwise as the backend's put().
     result<void> put(std::string_view key, std::string_view value) override;
 
-    // The rest passes straight through to the backend.
-    result<void> remove(std::string_view key) override;
-    result<std::vector<std::string>> list(std::string_view prefix) override;
-    result<std::optional<lock_lease>> try_lock(std::string_view name,
-                                               std::chrono::seconds ttl) override;
-    result<void> refresh(const lock_lease& lease) override;
-    result<void> unlock(const lock_lease& lease) override;
-    result<std::unique_ptr<watch_handle>>
-    watch(std::string_view prefix, std::function<void(const change_event&)> callback) override;
-
     // The backend's description followed by ", encrypted": "file:/var/lib/gatehouse, encrypted".
+    // Every other call passes straight through to the backend.
     std::string describe() const override;
-
-    std::optional<std::string> degraded() const override { return backend_->degraded(); }
 
     // Seals again, with the first key of the ring, every secret value that is in the clear or
     // sealed with another key, so the older keys can then leave the ring. Each value is read and
@@ -133,7 +123,6 @@ private:
     // Seals one key again under its lock, unless it already is sealed with the first key.
     result<rewrap_step> rewrap_one(const std::string& key);
 
-    const std::unique_ptr<store> backend_;
     const key_ring ring_;
 };
 

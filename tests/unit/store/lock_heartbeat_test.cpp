@@ -1,4 +1,5 @@
 // Tests for lock_heartbeat: it keeps a lock past its ttl, and notices when the lock is gone.
+#include "store/forwarding_store.hpp"
 #include "store/lock_heartbeat.hpp"
 #include "tests/unit/store/store_test_support.hpp"
 
@@ -45,52 +46,19 @@ namespace {
 
 // A store whose refresh never answers in time, as an etcd that accepts connections and then
 // says nothing: each refresh waits `stall` before failing. Everything else is a file store's.
-class stalled_refresh_store final : public gatehouse::store::store {
+class stalled_refresh_store final : public gatehouse::store::forwarding_store {
 public:
     stalled_refresh_store(std::unique_ptr<store> inner, std::chrono::milliseconds stall)
-        : inner_(std::move(inner)), stall_(stall)
+        : forwarding_store(std::move(inner)), stall_(stall)
     {}
 
-    gatehouse::store::result<std::optional<std::string>> get(std::string_view key) override
-    {
-        return inner_->get(key);
-    }
-    gatehouse::store::result<void> put(std::string_view key, std::string_view value) override
-    {
-        return inner_->put(key, value);
-    }
-    gatehouse::store::result<void> remove(std::string_view key) override
-    {
-        return inner_->remove(key);
-    }
-    gatehouse::store::result<std::vector<std::string>> list(std::string_view prefix) override
-    {
-        return inner_->list(prefix);
-    }
-    gatehouse::store::result<std::optional<gatehouse::store::lock_lease>>
-    try_lock(std::string_view name, std::chrono::seconds ttl) override
-    {
-        return inner_->try_lock(name, ttl);
-    }
     gatehouse::store::result<void> refresh(const gatehouse::store::lock_lease&) override
     {
         std::this_thread::sleep_for(stall_);
         return gatehouse::store::errc::timeout;
     }
-    gatehouse::store::result<void> unlock(const gatehouse::store::lock_lease& lease) override
-    {
-        return inner_->unlock(lease);
-    }
-    gatehouse::store::result<std::unique_ptr<gatehouse::store::watch_handle>>
-    watch(std::string_view prefix,
-          std::function<void(const gatehouse::store::change_event&)> callback) override
-    {
-        return inner_->watch(prefix, std::move(callback));
-    }
-    std::string describe() const override { return "stalled " + inner_->describe(); }
 
 private:
-    std::unique_ptr<store> inner_;
     std::chrono::milliseconds stall_;
 };
 
