@@ -602,7 +602,7 @@ task<bool> http_session::serve_one(const proxy_settings& settings)
 
     if (!client_.is_tls() && match->target->redirect_http && settings.config->https_listener &&
         !path_of(ex.head.target).starts_with(acme_challenge_prefix)) {
-        co_return co_await redirect_to_https(ex);
+        co_return co_await redirect_to_https(ex, resolved->origin_form);
     }
     if (client_.is_tls() && !match->target->has_tls) {
         // RFC 9110 section 15.5.20: this connection's certificate does not speak for the host.
@@ -631,7 +631,7 @@ bool http_session::same_route_as_sni(const proxy_settings& settings, const excha
     return sni_route == nullptr || *sni_route == match.target->host_pattern;
 }
 
-task<bool> http_session::redirect_to_https(exchange& ex)
+task<bool> http_session::redirect_to_https(exchange& ex, std::string_view origin_form)
 {
     // 308 keeps the method and body (RFC 9110 section 15.4.9), so a POST is not turned into a
     // GET on its way to HTTPS.
@@ -640,8 +640,7 @@ task<bool> http_session::redirect_to_https(exchange& ex)
     if (port != 443) {
         location += ":" + std::to_string(port);
     }
-    const auto resolved = resolve_target(ex.head.target);
-    location += resolved ? resolved->origin_form : std::string("/");
+    location += origin_form;
 
     const bool keep_alive = ex.client_keep_alive && ex.request_consumed() && !close_after_response_;
     ex.status = 308;

@@ -55,7 +55,8 @@ private:
     task<bool> handshake(const proxy_settings& settings);
     task<void> close_connection();
     task<bool> serve_one(const proxy_settings& settings);
-    task<bool> redirect_to_https(exchange& ex);
+    // `origin_form` is the request's target, resolved.
+    task<bool> redirect_to_https(exchange& ex, std::string_view origin_form);
     bool same_route_as_sni(const proxy_settings& settings, const exchange& ex,
                            const route_match& match) const;
     task<head_outcome> read_head(const proxy_settings& settings, std::size_t& length);
