@@ -57,6 +57,14 @@ public:
     // Only for a TLS connection.
     tls_stream& tls() noexcept { return *tls_; }
 
+    // See timed_socket::write_some_now. Over TLS it writes nothing: a record has to be made and
+    // may be sent only in part, which the TLS stream's own write takes care of.
+    template <typename ConstBuffers>
+    std::size_t write_some_now(const ConstBuffers& buffers) noexcept
+    {
+        return tls_ ? 0 : plain_->write_some_now(buffers);
+    }
+
     template <typename MutableBuffers, typename Token>
     auto async_read_some(const MutableBuffers& buffers, Token&& token)
     {

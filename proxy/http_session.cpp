@@ -138,6 +138,22 @@ bool is_timeout(error_code ec)
     return ec == beast::error::timeout || ec == asio::error::timed_out;
 }
 
+// Sends what `out` takes at once without waiting (see timed_socket::write_some_now) and
+// returns the pieces, or the ends of them, still to be sent with async_write: none, usually.
+template <typename Stream>
+std::span<asio::const_buffer> write_now(Stream& out, std::span<asio::const_buffer> pieces)
+{
+    std::size_t sent = out.write_some_now(pieces);
+    while (!pieces.empty() && sent >= pieces.front().size()) {
+        sent -= pieces.front().size();
+        pieces = pieces.subspan(1);
+    }
+    if (!pieces.empty()) {
+        pieces.front() += sent;
+    }
+    return pieces;
+}
+
 // Bodies move through one buffer of this size per direction, whatever their length.
 constexpr std::size_t relay_chunk_bytes = relay_buffers::buffer_bytes;
 
@@ -176,6 +192,29 @@ std::optional<error_code> parse_buffered(Parser& parser, beast::flat_buffer& buf
     return ec;
 }
 
+// Bytes asked of the kernel per read of a message from a client or an upstream.
+constexpr std::size_t message_read_bytes = 16 * 1024;
+
+// Finishes a read of `n` more bytes of a message into `buffer`, as Beast's http::async_read_some
+// would, whose composed operations around the one read that matters cost more than the read.
+// The outcome when the stream ends is Beast's too: a body that runs until the close is
+// complete, any other message cut short is an error, and a stream that ends before a message
+// starts is end_of_stream. (The buffers have no size limit; prepare() is what bounds them.)
+template <typename Parser>
+error_code finish_read(Parser& parser, beast::flat_buffer& buffer, error_code ec, std::size_t n)
+{
+    if (ec == asio::error::eof) {
+        if (!parser.got_some()) {
+            return http::error::end_of_stream;
+        }
+        error_code end;
+        parser.put_eof(end);
+        return end;
+    }
+    buffer.commit(n);
+    return ec;
+}
+
 // Streams one message from `in` to `out`: `parser` has read the head from `in`, and `head` is
 // the head to send, complete with its blank line. The body passes through a fixed buffer, so
 // memory stays flat for any body size; it goes out `chunked` (RFC 9112 section 7.1), or as it
@@ -206,9 +245,15 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
             auto parsed = parse_buffered(parser, in_buffer);
             if (!parsed) {
                 in.expires_after(read_timeout);
-                auto [read_error, n] =
-                    co_await http::async_read_some(in, in_buffer, parser, use_nothrow);
-                parsed = read_error;
+                auto [ec, n] =
+                    co_await in.async_read_some(in_buffer.prepare(message_read_bytes), use_nothrow);
+                const error_code read_error = finish_read(parser, in_buffer, ec, n);
+                if (read_error || parser.is_done()) {
+                    parsed = read_error;
+                } else if (parsed = parse_buffered(parser, in_buffer); !parsed) {
+                    // Too few bytes to parse, the middle of a chunk-size line say.
+                    continue;
+                }
             }
             // need_buffer: the chunk is full, which is what the loop below sends on.
             if (*parsed && *parsed != http::error::need_buffer) {
@@ -244,12 +289,14 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
             }
         }
 
-        out.expires_after(write_timeout);
-        auto [ec, n] = co_await asio::async_write(
-            out, std::span<const asio::const_buffer>(pieces.data(), count), use_nothrow);
-        if (ec) {
-            outcome.write_error = ec;
-            co_return outcome;
+        auto unsent = write_now(out, std::span<asio::const_buffer>(pieces.data(), count));
+        if (!unsent.empty()) {
+            out.expires_after(write_timeout);
+            auto [ec, n] = co_await asio::async_write(out, unsent, use_nothrow);
+            if (ec) {
+                outcome.write_error = ec;
+                co_return outcome;
+            }
         }
         head_sent = true;
         if (done) {
@@ -270,9 +317,22 @@ task<error_code> read_response_head(timed_socket& upstream, beast::flat_buffer& 
         parser->body_limit(boost::none);
         parser->skip(head_request);
         upstream.expires_after(timeout);
-        auto [ec, n] = co_await http::async_read_header(upstream, buffer, *parser, use_nothrow);
-        if (ec) {
-            co_return ec;
+        while (!parser->is_header_done()) {
+            if (buffer.size() > 0) {
+                error_code ec;
+                buffer.consume(parser->put(buffer.data(), ec));
+                if (ec && ec != http::error::need_more) {
+                    co_return ec;
+                }
+                if (parser->is_header_done()) {
+                    break;
+                }
+            }
+            auto [ec, n] =
+                co_await upstream.async_read_some(buffer.prepare(message_read_bytes), use_nothrow);
+            if (error_code read_error = finish_read(*parser, buffer, ec, n)) {
+                co_return read_error;
+            }
         }
         unsigned status = parser->get().result_int();
         if (status < 100 || status >= 200 || status == 101) {
@@ -652,8 +712,7 @@ task<bool> http_session::redirect_to_https(exchange& ex, std::string_view origin
     if (!ex.head_request) {
         response += body;
     }
-    client_.expires_after(ex.config.timeouts.idle);
-    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(response), use_nothrow);
+    error_code ec = co_await write_response(response, ex.config.timeouts.idle);
     ex.bytes_out = ex.head_request ? 0 : body.size();
     process_metrics().count_response(308);
     log_access(ex);
@@ -666,14 +725,26 @@ task<void> http_session::send_simple(exchange& ex, unsigned status, std::string_
     keep_alive = keep_alive && ex.request_consumed() && !close_after_response_;
     ex.status = status;
     std::string response = simple_response(status, body, keep_alive, ex.head_request);
-    client_.expires_after(ex.config.timeouts.idle);
     // A failed write needs no handling here: the next read on this connection fails too.
-    co_await asio::async_write(client_, asio::buffer(response), use_nothrow);
+    co_await write_response(response, ex.config.timeouts.idle);
     ex.bytes_out = ex.head_request ? 0 : body.size();
     process_metrics().count_response(status);
     if (status != 200 || ex.config.log.access) {
         log_access(ex);
     }
+}
+
+task<error_code> http_session::write_response(std::string_view response,
+                                              std::chrono::milliseconds timeout)
+{
+    asio::const_buffer whole = asio::buffer(response);
+    auto unsent = write_now(client_, std::span<asio::const_buffer>(&whole, 1));
+    if (unsent.empty()) {
+        co_return error_code{};
+    }
+    client_.expires_after(timeout);
+    auto [ec, n] = co_await asio::async_write(client_, unsent, use_nothrow);
+    co_return ec;
 }
 
 void http_session::log_access(const exchange& ex)

@@ -17,10 +17,14 @@
 
 #include "proxy/net.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <utility>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
@@ -156,6 +160,36 @@ public:
         state_->socket.close(ignored);
         state_->timer.cancel();
         state_->armed_for = clock::time_point::max();
+    }
+
+    // Writes what the kernel takes at once, without waiting, and returns how many bytes that
+    // was: 0 when the socket's send buffer is full or the write failed. The caller sends the
+    // rest with async_write, which reports any error. A response that fits the send buffer,
+    // as most do, then costs one system call and no trip through the scheduler; Asio's own
+    // async_write would make the same call and then post its completion.
+    //
+    // Only for a socket with no asynchronous write in flight, or bytes would go out of order.
+    template <typename ConstBuffers>
+    std::size_t write_some_now(const ConstBuffers& buffers) noexcept
+    {
+        std::array<iovec, 8> pieces;
+        std::size_t count = 0;
+        for (auto it = asio::buffer_sequence_begin(buffers);
+             it != asio::buffer_sequence_end(buffers) && count < pieces.size(); ++it) {
+            const asio::const_buffer piece(*it);
+            if (piece.size() > 0) {
+                pieces[count++] = {const_cast<void*>(piece.data()), piece.size()};
+            }
+        }
+        if (count == 0 || !state_->socket.is_open()) {
+            return 0;
+        }
+        msghdr message{};
+        message.msg_iov = pieces.data();
+        message.msg_iovlen = count;
+        const ssize_t sent = ::sendmsg(state_->socket.native_handle(), &message,
+                                       MSG_DONTWAIT | MSG_NOSIGNAL);
+        return sent > 0 ? static_cast<std::size_t>(sent) : 0;
     }
 
     template <typename MutableBuffers, typename Token>
