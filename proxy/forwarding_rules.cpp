@@ -1,33 +1,11 @@
 #include "proxy/forwarding_rules.hpp"
 
+#include "proxy/ascii.hpp"
+
 #include <algorithm>
 #include <array>
-#include <cctype>
 
 namespace gatehouse::proxy {
-
-namespace {
-
-bool iequals(std::string_view a, std::string_view b)
-{
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
-std::string_view trim(std::string_view text)
-{
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
-
-} // namespace
 
 bool is_hop_by_hop(std::string_view field_name)
 {
@@ -53,7 +31,7 @@ bool connection_lists(std::string_view connection_value, std::string_view token)
     }
     for (;;) {
         const auto comma = connection_value.find(',');
-        if (iequals(trim(connection_value.substr(0, comma)), token)) {
+        if (iequals(trim_ows(connection_value.substr(0, comma)), token)) {
             return true;
         }
         if (comma == std::string_view::npos) {
@@ -66,8 +44,8 @@ bool connection_lists(std::string_view connection_value, std::string_view token)
 std::string forwarded_for(std::optional<std::string_view> incoming, std::string_view peer_address,
                           bool peer_is_trusted)
 {
-    if (peer_is_trusted && incoming && !trim(*incoming).empty()) {
-        std::string extended(trim(*incoming));
+    if (peer_is_trusted && incoming && !trim_ows(*incoming).empty()) {
+        std::string extended(trim_ows(*incoming));
         extended += ", ";
         extended += peer_address;
         return extended;

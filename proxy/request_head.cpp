@@ -1,7 +1,8 @@
 #include "proxy/request_head.hpp"
 
+#include "proxy/ascii.hpp"
+
 #include <algorithm>
-#include <cctype>
 
 namespace gatehouse::proxy {
 
@@ -17,7 +18,8 @@ bool is_allowed_byte(unsigned char c)
 // tchar from RFC 9110 section 5.6.2.
 bool is_token_char(unsigned char c)
 {
-    if (std::isalnum(c)) {
+    // ASCII only: std::isalnum would ask the C locale, a library call per byte.
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
         return true;
     }
     switch (c) {
@@ -47,25 +49,6 @@ bool is_token(std::string_view text)
     return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
         return is_token_char(static_cast<unsigned char>(c));
     });
-}
-
-bool iequals(std::string_view a, std::string_view b)
-{
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
-std::string_view trim_ows(std::string_view text)
-{
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-        text.remove_suffix(1);
-    }
-    return text;
 }
 
 // Content-Length is 1*DIGIT (RFC 9110 section 8.6); signs, hex, lists and overflow are refused.
@@ -123,7 +106,7 @@ int hex_value(char c)
     if (c >= '0' && c <= '9') {
         return c - '0';
     }
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    c = ascii_lower(c);
     return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
 }
 
@@ -369,7 +352,7 @@ std::optional<resolved_target> resolve_target(std::string_view target)
         resolved.authority = std::string(authority);
         std::transform(resolved.authority.begin(), resolved.authority.end(),
                        resolved.authority.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                       ascii_lower);
         target =
             path_start == std::string_view::npos ? std::string_view{} : rest.substr(path_start);
         resolved.origin_form = target.empty() || target.front() != '/' ? "/" + std::string(target)
