@@ -1,5 +1,6 @@
 #include "proxy/http_session.hpp"
 
+#include "proxy/coarse_clock.hpp"
 #include "proxy/forwarding_rules.hpp"
 #include "proxy/head_arena.hpp"
 #include "proxy/log.hpp"
@@ -12,10 +13,12 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstdio>
 #include <optional>
 #include <span>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream_base.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
@@ -24,6 +27,7 @@
 namespace gatehouse::proxy {
 
 namespace http = beast::http;
+using namespace std::string_view_literals;
 
 namespace {
 
@@ -66,9 +70,9 @@ bool is_bodiless_status(unsigned status)
 void append_field(std::string& head, std::string_view name, std::string_view value)
 {
     head.append(name);
-    head += ": ";
+    head.append(": "sv);
     head.append(value);
-    head += "\r\n";
+    head.append("\r\n"sv);
 }
 
 // Appends the end-to-end fields of a message to an outgoing head: everything but hop-by-hop
@@ -194,6 +198,13 @@ std::optional<error_code> parse_buffered(Parser& parser, beast::flat_buffer& buf
 
 // Bytes asked of the kernel per read of a message from a client or an upstream.
 constexpr std::size_t message_read_bytes = 16 * 1024;
+
+// Lets the worker's other ready work run before this coroutine goes on. Asio tries every read
+// at once, before waiting for the socket; right after we have written a request or response,
+// its answer is almost never there yet, and that try is a system call that fails with EAGAIN.
+// A read started after the worker has done its other queued work usually finds the answer.
+// `co_await asio::post(executor, after_ready_work)` does that, with no coroutine frame of its own.
+constexpr asio::use_awaitable_t<executor> after_ready_work{};
 
 // Finishes a read of `n` more bytes of a message into `buffer`, as Beast's http::async_read_some
 // would, whose composed operations around the one read that matters cost more than the read.
@@ -328,6 +339,9 @@ task<error_code> read_response_head(timed_socket& upstream, beast::flat_buffer& 
                     break;
                 }
             }
+            if (buffer.size() == 0) {
+                co_await asio::post(upstream.get_executor(), after_ready_work);
+            }
             auto [ec, n] =
                 co_await upstream.async_read_some(buffer.prepare(message_read_bytes), use_nothrow);
             if (error_code read_error = finish_read(*parser, buffer, ec, n)) {
@@ -351,7 +365,9 @@ struct http_session::exchange {
 
     const proxy_settings& settings;
     const config::gatehouse_config& config;
-    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    // For the access log's duration; the clock is not read when nothing logs it.
+    std::chrono::steady_clock::time_point started =
+        config.log.access ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
 
     std::string& head_text;
     request_head head;
@@ -366,7 +382,8 @@ struct http_session::exchange {
     bool wants_upgrade = false;
 
     std::string host;
-    std::string upstream = "-";
+    // The chosen upstream's URL, which its pool keeps for the life of the worker.
+    std::string_view upstream = "-";
     unsigned status = 0;
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
@@ -526,7 +543,7 @@ task<http_session::head_outcome> http_session::read_head(const proxy_settings& s
         std::string_view received(static_cast<const char*>(bytes.data()), bytes.size());
         if (!received.empty()) {
             if (!deadline) {
-                deadline = std::chrono::steady_clock::now() + config.timeouts.header_read;
+                deadline = coarse_clock::now() + config.timeouts.header_read;
             }
             auto scanned = scanner_.scan(received);
             if (scanned.status == head_status::complete) {
@@ -563,6 +580,10 @@ task<http_session::head_outcome> http_session::read_head(const proxy_settings& s
         }
 
         auto room = std::min(client_read_bytes, buffer_.max_size() - buffer_.size());
+        if (requests_served_ > 0 && received.empty() && !client_.is_tls()) {
+            // We have just answered; the client's next request is on its way.
+            co_await asio::post(client_.get_executor(), after_ready_work);
+        }
         auto [ec, n] = co_await client_.async_read_some(buffer_.prepare(room), use_nothrow);
         idle_ = false;
         if (ec) {
@@ -782,7 +803,7 @@ task<bool> http_session::forward(exchange& ex, const route_match& match)
     head.append(request.method_string());
     head += ' ';
     head += match.upstream_target;
-    head += " HTTP/1.1\r\n";
+    head.append(" HTTP/1.1\r\n"sv);
     append_end_to_end_fields(
         request, head,
         {"Expect", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
@@ -810,7 +831,7 @@ task<bool> http_session::forward(exchange& ex, const route_match& match)
         append_field(head, "Upgrade", request[http::field::upgrade]);
         append_field(head, "Connection", "upgrade");
     }
-    head += "\r\n";
+    head.append("\r\n"sv);
 
     // Pick an upstream; a connect failure moves on to the next one, since nothing was sent.
     const path_target& target = *match.target;
@@ -821,7 +842,7 @@ task<bool> http_session::forward(exchange& ex, const route_match& match)
         pools.push_back(&worker_.pool_for(upstream));
         states.push_back(&pools.back()->health());
     }
-    auto now = health_clock::now();
+    auto now = coarse_clock::now();
     auto start = target.next_upstream.fetch_add(1, std::memory_order_relaxed);
     auto first = pick_upstream(states, start, now);
 
@@ -920,12 +941,15 @@ task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
     std::string& head = texts_.response;
     head.clear();
     head.reserve(512);
-    head += "HTTP/1.1 ";
-    head += std::to_string(status);
+    head.append("HTTP/1.1 "sv);
+    std::array<char, 8> status_digits;
+    const auto status_end =
+        std::to_chars(status_digits.data(), status_digits.data() + status_digits.size(), status).ptr;
+    head.append(status_digits.data(), status_end);
     head += ' ';
     const auto reason = upstream_response.reason();
     head.append(reason.empty() ? http::obsolete_reason(upstream_response.result()) : reason);
-    head += "\r\n";
+    head.append("\r\n"sv);
     append_end_to_end_fields(
         upstream_response, head,
         {send_hsts ? std::string_view("Strict-Transport-Security") : std::string_view()});
@@ -954,7 +978,7 @@ task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
     if (send_hsts) {
         append_field(head, "Strict-Transport-Security", ex.hsts_header);
     }
-    head += "\r\n";
+    head.append("\r\n"sv);
 
     ex.status = status;
     auto relayed = co_await relay_message(
@@ -978,7 +1002,7 @@ task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
         co_return false;
     }
     if (parser.keep_alive() && parser.is_done()) {
-        pool.give_back(std::move(connection), health_clock::now());
+        pool.give_back(std::move(connection), coarse_clock::now());
     }
     co_return keep_client;
 }
@@ -999,7 +1023,7 @@ void http_session::record_upstream_failure(upstream_pool& pool, std::string_view
     auto& counters = process_metrics();
     counters.upstream_failures.fetch_add(1, std::memory_order_relaxed);
     const auto& policy = worker_.settings()->config->upstream_health;
-    bool ejected = pool.health().record_failure(health_clock::now(), policy);
+    bool ejected = pool.health().record_failure(coarse_clock::now(), policy);
     static const auto logger = log::get("proxy");
     log::write(*logger, spdlog::level::warn, what,
                {{"conn", id_}, {"upstream", pool.upstream().text}, {"error", ec.message()}});

@@ -15,6 +15,7 @@
 // Internal to proxy/: it exposes Asio, and is included by .cpp files only.
 #pragma once
 
+#include "proxy/coarse_clock.hpp"
 #include "proxy/net.hpp"
 
 #include <array>
@@ -151,7 +152,11 @@ public:
     // to the later of its own deadline and the new one, which is all a caller that sets the
     // deadline before each operation needs.
     void expires_at(clock::time_point deadline) noexcept { state_->deadline = deadline; }
-    void expires_after(clock::duration timeout) noexcept { expires_at(clock::now() + timeout); }
+    // From the coarse clock: a few milliseconds early, for a fraction of the cost per request.
+    void expires_after(clock::duration timeout) noexcept
+    {
+        expires_at(coarse_clock::now() + timeout);
+    }
     void expires_never() noexcept { state_->deadline = clock::time_point::max(); }
 
     void close() noexcept

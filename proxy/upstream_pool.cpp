@@ -32,6 +32,20 @@ bool looks_reusable(upstream_connection& connection, health_clock::time_point no
     return peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+// The outcome of a connect. Requests and responses are each written whole, so Nagle's
+// algorithm could only hold a request back behind the ACK of the one before, as nginx's
+// tcp_nodelay (on by default) also avoids.
+std::pair<error_code, std::unique_ptr<upstream_connection>>
+connected(error_code ec, std::unique_ptr<upstream_connection> connection)
+{
+    if (ec) {
+        return {ec, nullptr};
+    }
+    error_code ignored;
+    connection->stream.socket().set_option(tcp::no_delay(true), ignored);
+    return {ec, std::move(connection)};
+}
+
 } // namespace
 
 upstream_pool::upstream_pool(executor executor, config::upstream_url upstream)
@@ -64,7 +78,7 @@ upstream_pool::connect(std::chrono::milliseconds timeout)
     if (!parse_error) {
         auto [ec] = co_await connection->stream.async_connect(
             tcp::endpoint(literal, upstream_.port), use_nothrow);
-        co_return std::pair{ec, ec ? nullptr : std::move(connection)};
+        co_return connected(ec, std::move(connection));
     }
 
     // The resolver has no deadline of its own: a timer cancels it. The timer's handler owns a
@@ -83,7 +97,7 @@ upstream_pool::connect(std::chrono::milliseconds timeout)
         co_return std::pair{resolve_error, nullptr};
     }
     auto [ec, endpoint] = co_await connection->stream.async_connect(endpoints, use_nothrow);
-    co_return std::pair{ec, ec ? nullptr : std::move(connection)};
+    co_return connected(ec, std::move(connection));
 }
 
 void upstream_pool::give_back(std::unique_ptr<upstream_connection> connection,
