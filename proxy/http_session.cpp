@@ -19,8 +19,6 @@
 #include <span>
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/stream_base.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/container/small_vector.hpp>
 
@@ -143,7 +141,7 @@ bool is_timeout(error_code ec)
 }
 
 // Sends what `out` takes at once without waiting (see timed_socket::write_some_now) and
-// returns the pieces, or the ends of them, still to be sent with async_write: none, usually.
+// returns the pieces, or the ends of them, still to be sent with write_all: none, usually.
 template <typename Stream>
 std::span<asio::const_buffer> write_now(Stream& out, std::span<asio::const_buffer> pieces)
 {
@@ -303,7 +301,7 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
         auto unsent = write_now(out, std::span<asio::const_buffer>(pieces.data(), count));
         if (!unsent.empty()) {
             out.expires_after(write_timeout);
-            auto [ec, n] = co_await asio::async_write(out, unsent, use_nothrow);
+            auto [ec, n] = co_await write_all(out, unsent);
             if (ec) {
                 outcome.write_error = ec;
                 co_return outcome;
@@ -366,8 +364,9 @@ struct http_session::exchange {
     const proxy_settings& settings;
     const config::gatehouse_config& config;
     // For the access log's duration; the clock is not read when nothing logs it.
-    std::chrono::steady_clock::time_point started =
-        config.log.access ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    std::chrono::steady_clock::time_point started = config.log.access
+                                                        ? std::chrono::steady_clock::now()
+                                                        : std::chrono::steady_clock::time_point{};
 
     std::string& head_text;
     request_head head;
@@ -484,7 +483,7 @@ task<bool> http_session::handshake(const proxy_settings& settings)
     // The handshake counts towards the first request's header_read budget, so a client that
     // opens connections and stalls mid-handshake is cut off like a slow request head.
     client_.expires_at(accepted_at_ + settings.config->timeouts.header_read);
-    auto [ec] = co_await client_.tls().async_handshake(asio::ssl::stream_base::server, use_nothrow);
+    const error_code ec = co_await client_.tls().handshake();
     if (ec) {
         process_metrics().tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
         log::write(*log::get("tls"), spdlog::level::debug, "tls handshake failed",
@@ -518,7 +517,7 @@ task<void> http_session::close_connection()
         // answer and that costs every closed connection one more wake-up.
         SSL_set_shutdown(client_.tls().native_handle(), SSL_RECEIVED_SHUTDOWN);
         client_.expires_after(tls_shutdown_timeout);
-        co_await client_.tls().async_shutdown(use_nothrow);
+        co_await client_.tls().shutdown();
     }
     error_code ignored;
     client_.transport().socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -580,7 +579,7 @@ task<http_session::head_outcome> http_session::read_head(const proxy_settings& s
         }
 
         auto room = std::min(client_read_bytes, buffer_.max_size() - buffer_.size());
-        if (requests_served_ > 0 && received.empty() && !client_.is_tls()) {
+        if (requests_served_ > 0 && received.empty()) {
             // We have just answered; the client's next request is on its way.
             co_await asio::post(client_.get_executor(), after_ready_work);
         }
@@ -764,7 +763,7 @@ task<error_code> http_session::write_response(std::string_view response,
         co_return error_code{};
     }
     client_.expires_after(timeout);
-    auto [ec, n] = co_await asio::async_write(client_, unsent, use_nothrow);
+    auto [ec, n] = co_await client_.write_all(unsent);
     co_return ec;
 }
 
@@ -876,7 +875,7 @@ task<bool> http_session::exchange_with_upstream(exchange& ex, upstream_pool& poo
     if (expects_continue(request) && !ex.parser->is_done()) {
         static constexpr std::string_view go_ahead = "HTTP/1.1 100 Continue\r\n\r\n";
         client_.expires_after(timeouts.idle);
-        auto [ec, n] = co_await asio::async_write(client_, asio::buffer(go_ahead), use_nothrow);
+        auto [ec, n] = co_await client_.write_all(asio::buffer(go_ahead));
         if (ec) {
             co_return false;
         }
@@ -944,7 +943,8 @@ task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
     head.append("HTTP/1.1 "sv);
     std::array<char, 8> status_digits;
     const auto status_end =
-        std::to_chars(status_digits.data(), status_digits.data() + status_digits.size(), status).ptr;
+        std::to_chars(status_digits.data(), status_digits.data() + status_digits.size(), status)
+            .ptr;
     head.append(status_digits.data(), status_end);
     head += ' ';
     const auto reason = upstream_response.reason();

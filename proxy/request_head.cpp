@@ -351,8 +351,7 @@ std::optional<resolved_target> resolve_target(std::string_view target)
         }
         resolved.authority = std::string(authority);
         std::transform(resolved.authority.begin(), resolved.authority.end(),
-                       resolved.authority.begin(),
-                       ascii_lower);
+                       resolved.authority.begin(), ascii_lower);
         target =
             path_start == std::string_view::npos ? std::string_view{} : rest.substr(path_start);
         resolved.origin_form = target.empty() || target.front() != '/' ? "/" + std::string(target)

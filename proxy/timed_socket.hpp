@@ -22,10 +22,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <utility>
-
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <utility>
 
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
@@ -192,8 +191,8 @@ public:
         msghdr message{};
         message.msg_iov = pieces.data();
         message.msg_iovlen = count;
-        const ssize_t sent = ::sendmsg(state_->socket.native_handle(), &message,
-                                       MSG_DONTWAIT | MSG_NOSIGNAL);
+        const ssize_t sent =
+            ::sendmsg(state_->socket.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
         return sent > 0 ? static_cast<std::size_t>(sent) : 0;
     }
 

@@ -25,8 +25,14 @@ client_stream& raw(client_stream& stream)
     return stream;
 }
 
+// For the bare socket a TCP tunnel uses; client_stream.hpp has the other two.
+client_stream::io_result write_all(tcp_socket& socket, asio::const_buffer bytes)
+{
+    return asio::async_write(socket, bytes, use_nothrow);
+}
+
 // Ends both directions of a tunnel. Cancelling the sockets themselves, rather than relying on
-// per-operation cancellation, also stops a TLS read, which does not accept a cancellation slot.
+// per-operation cancellation, also stops a TLS read wherever in the TLS stream it waits.
 struct tunnel_stopper {
     client_stream& client;
     timed_socket& upstream;
@@ -52,7 +58,7 @@ task<void> pump(From& from, To& to, activity_clock::time_point& last_activity, t
         }
         last_activity = activity_clock::now();
         auto [write_error, written] =
-            co_await asio::async_write(raw(to), asio::buffer(chunk.data(), n), use_nothrow);
+            co_await write_all(raw(to), asio::const_buffer(chunk.data(), n));
         if (write_error) {
             break;
         }
@@ -86,7 +92,7 @@ task<bool> flush(beast::flat_buffer& pending, To& to)
     if (pending.size() == 0) {
         co_return true;
     }
-    auto [ec, n] = co_await asio::async_write(raw(to), pending.data(), use_nothrow);
+    auto [ec, n] = co_await write_all(raw(to), pending.data());
     pending.consume(pending.size());
     co_return !ec;
 }

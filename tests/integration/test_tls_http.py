@@ -1,11 +1,16 @@
 """Plain HTTP next to HTTPS: redirects to HTTPS, their exceptions, HSTS, X-Forwarded-Proto, and
 421 for a plain-only host asked for over TLS."""
 
+import base64
+import hashlib
+import os
+
 import pytest
 
 import harness
 import rawhttp
 import tlshelpers
+from backend import encode_ws_frame, pattern_bytes, read_ws_frame, websocket_accept
 from harness import route
 
 HSTS_HOST = "app.example.test"
@@ -113,3 +118,50 @@ def test_a_host_whose_certificate_the_connection_never_showed_gets_421(mixed, ba
     same = https(mixed, HSTS_HOST, "/echo/same", host=f"APP.example.test:{mixed.https_port}")
     assert same.status == 200
     assert backend.requests_for("/echo/same")
+
+
+def test_large_bodies_cross_tls_both_ways_on_one_connection(mixed):
+    # Many TLS records per message, in both directions, then more requests on the same
+    # connection: its TLS state must still be in step after each.
+    context = tlshelpers.client_context(mixed.ca)
+    upload = os.urandom(1_500_000)
+    with tlshelpers.TlsClient(mixed.https_port, BOTH_HOST, context) as client:
+        sized = client.get("/bytes/3000000", host=BOTH_HOST)
+        assert sized.status == 200 and sized.body == pattern_bytes(3000000)
+
+        chunked = client.get("/chunked/700001", host=BOTH_HOST)
+        assert chunked.status == 200 and chunked.body == pattern_bytes(700001)
+
+        posted = client.request("POST", "/upload", BOTH_HOST, body=upload)
+        assert posted.status == 200
+        assert posted.json()["body_length"] == len(upload)
+        assert posted.json()["body_sha256"] == hashlib.sha256(upload).hexdigest()
+
+        after = client.get("/echo/after", host=BOTH_HOST)
+        assert after.json()["target"] == "/echo/after"
+
+
+def test_a_websocket_tunnel_over_tls_carries_frames_both_ways(mixed):
+    context = tlshelpers.client_context(mixed.ca)
+    key = base64.b64encode(os.urandom(16)).decode()
+    with tlshelpers.TlsClient(mixed.https_port, BOTH_HOST, context) as client:
+        response = client.get("/ws", host=BOTH_HOST, headers=[
+            ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")])
+        assert response.status == 101
+        assert response.header("Sec-WebSocket-Accept") == websocket_accept(key)
+        assert read_ws_frame(client.reader.read_exact) == (0x1, b"hello from alpha")
+
+        # A frame larger than a socket buffer: the tunnel reads the client's TLS records while
+        # it writes the echo back, both on the one TLS connection.
+        large = os.urandom(600000)
+        client.send(encode_ws_frame(0x2, large, mask=os.urandom(4)))
+        assert read_ws_frame(client.reader.read_exact) == (0x2, large)
+
+        for i in range(20):
+            text = f"message {i}".encode()
+            client.send(encode_ws_frame(0x1, text, mask=os.urandom(4)))
+            assert read_ws_frame(client.reader.read_exact) == (0x1, text)
+
+        client.send(encode_ws_frame(0x8, b"\x03\xe8", mask=os.urandom(4)))
+        assert read_ws_frame(client.reader.read_exact)[0] == 0x8
