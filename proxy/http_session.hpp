@@ -25,13 +25,13 @@ class upstream_pool;
 
 class http_session {
 public:
-    // A plain-HTTP connection.
-    http_session(worker& owner, tcp_socket socket, std::uint64_t id);
+    // A plain-HTTP connection from `peer`, the address accept() gave.
+    http_session(worker& owner, tcp_socket socket, const tcp::endpoint& peer, std::uint64_t id);
 
     // A TLS connection: `certificates` picks the certificate during the handshake and must
     // stay as it is until then, which the session ensures by holding it; `context` is the
     // OpenSSL context wrapping certificates->base_context().
-    http_session(worker& owner, tcp_socket socket, std::uint64_t id,
+    http_session(worker& owner, tcp_socket socket, const tcp::endpoint& peer, std::uint64_t id,
                  std::shared_ptr<const tls_table> certificates,
                  std::shared_ptr<asio::ssl::context> context);
     ~http_session();
@@ -89,8 +89,8 @@ private:
     head_texts texts_;
     void reuse_head_texts();
 
-    // Sets peer_address_ and client_ip_ from the socket.
-    void remember_peer();
+    // Sets peer_address_ and client_ip_.
+    void remember_peer(const tcp::endpoint& peer);
 
     std::shared_ptr<const tls_table> certificates_;
     std::shared_ptr<asio::ssl::context> tls_context_;

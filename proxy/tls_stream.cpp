@@ -101,6 +101,8 @@ tls_stream::tls_stream(tcp_socket socket, SSL_CTX* context)
         throw std::runtime_error("BIO_new failed");
     }
     BIO_set_data(bio, this);
+    // Room for the server's first flight (certificate chain included) without regrowing.
+    out_.reserve(kept_output_bytes);
     // One BIO both ways: SSL_set_bio takes over its single reference.
     SSL_set_bio(ssl_.get(), bio, bio);
     SSL_set_accept_state(ssl_.get());

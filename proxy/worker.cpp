@@ -158,7 +158,9 @@ void worker::remove_session(http_session* session)
 task<void> worker::accept_loop(tcp_acceptor& acceptor, bool tls)
 {
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+        // accept() reports the peer's address, which getpeername() would ask for again.
+        tcp::endpoint peer;
+        auto [ec, socket] = co_await acceptor.async_accept(peer, use_nothrow);
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
             co_return;
         }
@@ -188,15 +190,15 @@ task<void> worker::accept_loop(tcp_acceptor& acceptor, bool tls)
         process_metrics().connections_open.fetch_add(1, std::memory_order_relaxed);
         error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        start_session(std::move(socket), tls);
+        start_session(std::move(socket), peer, tls);
     }
 }
 
-void worker::start_session(tcp_socket socket, bool tls)
+void worker::start_session(tcp_socket socket, const tcp::endpoint& peer, bool tls)
 {
     auto id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
     if (!tls) {
-        spawn_session(*this, std::make_unique<http_session>(*this, std::move(socket), id));
+        spawn_session(*this, std::make_unique<http_session>(*this, std::move(socket), peer, id));
         return;
     }
     if (!certificates_) {
@@ -207,8 +209,8 @@ void worker::start_session(tcp_socket socket, bool tls)
         process_metrics().connections_open.fetch_sub(1, std::memory_order_relaxed);
         return;
     }
-    spawn_session(*this, std::make_unique<http_session>(*this, std::move(socket), id, certificates_,
-                                                        tls_context_));
+    spawn_session(*this, std::make_unique<http_session>(*this, std::move(socket), peer, id,
+                                                        certificates_, tls_context_));
 }
 
 task<void> worker::refuse_connection(tcp_socket socket)

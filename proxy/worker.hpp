@@ -87,7 +87,7 @@ public:
 
 private:
     task<void> accept_loop(tcp_acceptor& acceptor, bool tls);
-    void start_session(tcp_socket socket, bool tls);
+    void start_session(tcp_socket socket, const tcp::endpoint& peer, bool tls);
     task<void> refuse_connection(tcp_socket socket);
     task<void> sweep_idle_upstreams();
     void warn_connection_limit(std::size_t limit);
