@@ -2,6 +2,7 @@
 // reads time out at their deadline and not before, a deadline pushed later keeps a slow but
 // live peer connected, and no deadline means none. Real sockets on 127.0.0.1.
 #include "proxy/timed_socket.hpp"
+#include "tests/unit/proxy/loopback_connection.hpp"
 
 #include <optional>
 
@@ -24,17 +25,10 @@ namespace {
 // A connected pair on loopback: `ours` under test, `peer` a plain socket playing the other end.
 struct connected_pair {
     asio::io_context context;
-    std::optional<timed_socket> ours;
-    tcp::socket peer{context};
-
-    connected_pair()
-    {
-        tcp::acceptor acceptor(context, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-        tcp_socket client(context);
-        client.connect(acceptor.local_endpoint());
-        acceptor.accept(peer);
-        ours.emplace(std::move(client));
-    }
+    gatehouse::proxy::testing::loopback_connection ends =
+        gatehouse::proxy::testing::connect_on_loopback(context);
+    std::optional<timed_socket> ours{std::in_place, std::move(ends.dialed)};
+    tcp_socket& peer = ends.accepted;
 
     // Runs the context for up to `duration`, also after an earlier run ran out of work.
     void run_for(std::chrono::milliseconds duration)

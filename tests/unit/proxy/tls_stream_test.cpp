@@ -4,6 +4,7 @@
 #include "pki/local_ca.hpp"
 #include "proxy/tls_stream.hpp"
 #include "proxy/tls_table.hpp"
+#include "tests/unit/proxy/loopback_connection.hpp"
 
 #include <array>
 #include <string>
@@ -116,16 +117,14 @@ struct tls_client {
 // A loopback connection with the server end in a tls_stream and the client end a plain fd.
 struct tls_pair {
     asio::io_context context;
+    proxy::testing::loopback_connection ends = proxy::testing::connect_on_loopback(context);
+    proxy::tcp_socket& client_socket = ends.dialed;
     std::unique_ptr<tls_stream> server;
-    tcp::socket client_socket{context};
 
     tls_pair()
     {
-        tcp::acceptor acceptor(context, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-        client_socket.connect(acceptor.local_endpoint());
-        proxy::tcp_socket accepted(context);
-        acceptor.accept(accepted);
-        server = std::make_unique<tls_stream>(std::move(accepted), server_table().select(host));
+        server =
+            std::make_unique<tls_stream>(std::move(ends.accepted), server_table().select(host));
         // As a session does: the table's certificate callback finds the table through the SSL.
         server_table().attach(server->native_handle());
         server->socket().expires_after(std::chrono::seconds(10));
