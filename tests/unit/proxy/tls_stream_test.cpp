@@ -137,8 +137,10 @@ struct tls_pair {
     {
         std::thread client_thread(client_side);
         bool finished = false;
-        asio::co_spawn(context, server_side(), [&finished](std::exception_ptr failure) {
+        asio::co_spawn(context, server_side(), [this, &finished](std::exception_ptr failure) {
             finished = true;
+            // The socket's deadline timer is still armed; it would keep run_for() waiting.
+            context.stop();
             if (failure) {
                 std::rethrow_exception(failure);
             }
