@@ -1,10 +1,9 @@
 // Tests for the server-side TLS stream against a real OpenSSL client on loopback: records both
 // ways, several pieces and large writes, and how the stream reports each way a connection ends.
-#include "pki/keys.hpp"
-#include "pki/local_ca.hpp"
 #include "proxy/tls_stream.hpp"
 #include "proxy/tls_table.hpp"
 #include "tests/unit/proxy/loopback_connection.hpp"
+#include "tests/unit/proxy/test_certificates.hpp"
 
 #include <array>
 #include <string>
@@ -30,20 +29,8 @@ constexpr const char* host = "stream.example.test";
 // A certificate for `host` in a table of one, whose context the stream under test uses.
 const proxy::tls_table& server_table()
 {
-    static const proxy::tls_table table = [] {
-        auto ca_material = pki::create_local_ca("tls stream test CA", std::chrono::days(2));
-        REQUIRE(ca_material.has_value());
-        auto ca = pki::local_ca::from_material(*ca_material);
-        REQUIRE(ca.has_value());
-        auto key = pki::generate_private_key(pki::key_type::ecdsa_p256);
-        REQUIRE(key.has_value());
-        auto issued = ca->issue({host}, std::chrono::hours(1), key->get());
-        REQUIRE(issued.has_value());
-        auto key_pem = pki::private_key_to_pem(key->get());
-        REQUIRE(key_pem.has_value());
-        return proxy::tls_table(proxy::tls_policy{}, {{{host}, issued->certificate_pem, *key_pem}},
-                                {});
-    }();
+    static const proxy::tls_table table(proxy::tls_policy{}, {proxy::testing::material_for(host)},
+                                        {});
     return table;
 }
 

@@ -1,8 +1,7 @@
 // Tests for the TLS certificate table: which certificate a handshake gets for a server name,
 // and that a broken or mismatched pair is refused when the table is built.
-#include "pki/keys.hpp"
-#include "pki/local_ca.hpp"
 #include "proxy/tls_table.hpp"
+#include "tests/unit/proxy/test_certificates.hpp"
 
 #include <map>
 #include <string>
@@ -14,32 +13,9 @@ using namespace gatehouse;
 using proxy::certificate_material;
 using proxy::tls_policy;
 using proxy::tls_table;
+using proxy::testing::material_for;
 
 namespace {
-
-// One CA for the whole file: creating it is the slow part.
-const pki::local_ca& test_ca()
-{
-    static const pki::local_ca ca = [] {
-        auto material = pki::create_local_ca("tls table test CA", std::chrono::days(2));
-        REQUIRE(material.has_value());
-        auto loaded = pki::local_ca::from_material(*material);
-        REQUIRE(loaded.has_value());
-        return std::move(*loaded);
-    }();
-    return ca;
-}
-
-certificate_material material_for(const std::string& host)
-{
-    auto key = pki::generate_private_key(pki::key_type::ecdsa_p256);
-    REQUIRE(key.has_value());
-    auto issued = test_ca().issue({host}, std::chrono::hours(1), key->get());
-    REQUIRE(issued.has_value());
-    auto key_pem = pki::private_key_to_pem(key->get());
-    REQUIRE(key_pem.has_value());
-    return {{host}, issued->certificate_pem, *key_pem};
-}
 
 // Which host's certificate `table` picks for `name`, or "rejected".
 std::string chosen(const tls_table& table, const std::map<SSL_CTX*, std::string>& owners,
