@@ -33,6 +33,17 @@ PATTERN_BLOCK = bytes(range(251)) * 261  # 65511 bytes, a whole number of period
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 
 
+def loopback_listener(port, backlog, accept_timeout):
+    """A listening TCP socket on 127.0.0.1:`port` (0 for any free port). Its accept() gives up
+    after `accept_timeout` seconds, so an accept loop can notice that it should stop."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(backlog)
+    listener.settimeout(accept_timeout)
+    return listener
+
+
 def pattern_bytes(count):
     """The first `count` bytes of the pattern every sized response is made of."""
     repeats = count // len(PATTERN_BLOCK) + 1
@@ -188,11 +199,7 @@ class Backend:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self):
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.requested_port))
-        listener.listen(128)
-        listener.settimeout(0.1)
+        listener = loopback_listener(self.requested_port, backlog=128, accept_timeout=0.1)
         self._listener = listener
         self.port = listener.getsockname()[1]
         thread = threading.Thread(target=self._accept_loop, name=f"backend-{self.name}", daemon=True)

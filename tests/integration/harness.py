@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import rawhttp
+from backend import loopback_listener
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 10.0
@@ -382,12 +383,8 @@ class Forwarder:
         self._thread = None
 
     def start(self):
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
         # accept() wakes up every 50 ms to see whether the listener was cut.
-        listener.settimeout(0.05)
+        listener = loopback_listener(self.port, backlog=64, accept_timeout=0.05)
         with self._lock:
             self._generation += 1
             self._listener = listener
