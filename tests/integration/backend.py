@@ -44,6 +44,16 @@ def loopback_listener(port, backlog, accept_timeout):
     return listener
 
 
+def shut_down_all(sockets):
+    """Shuts both directions of each socket, waking any thread blocked reading it; sockets
+    already closed are skipped."""
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def pattern_bytes(count):
     """The first `count` bytes of the pattern every sized response is made of."""
     repeats = count // len(PATTERN_BLOCK) + 1
@@ -211,11 +221,7 @@ class Backend:
         self._stopping.set()
         with self._lock:
             sockets = list(self._open_sockets)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_down_all(sockets)
         for thread in self._threads:
             thread.join(timeout=5)
         if self._listener is not None:
