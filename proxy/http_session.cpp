@@ -1,10 +1,12 @@
 #include "proxy/http_session.hpp"
 
+#include "proxy/ascii.hpp"
 #include "proxy/coarse_clock.hpp"
 #include "proxy/forwarding_rules.hpp"
 #include "proxy/head_arena.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/response_head.hpp"
 #include "proxy/route_table.hpp"
 #include "proxy/tls_table.hpp"
 #include "proxy/tunnel.hpp"
@@ -29,18 +31,63 @@ using namespace std::string_view_literals;
 
 namespace {
 
-// Parsed heads keep their fields in the exchange's arena (see head_arena.hpp).
+// Chunked bodies are decoded by Beast's parser, which reads the head again first and keeps
+// its fields in the exchange's arena (see head_arena.hpp). Heads, and bodies framed by a
+// length or by the end of the connection, are read by gatehouse itself.
 using head_allocator = arena_allocator<char>;
-using head_fields = http::basic_fields<head_allocator>;
-using request_message_parser = http::parser<true, http::buffer_body, head_allocator>;
-using response_message_parser = http::parser<false, http::buffer_body, head_allocator>;
+template <bool IsRequest>
+using chunked_parser = http::parser<IsRequest, http::buffer_body, head_allocator>;
 
-// A parser whose head's fields live in `arena`.
-template <typename Parser>
-void emplace_parser(std::optional<Parser>& parser, head_arena& arena)
+// How a message's body ends (RFC 9112 section 6.3).
+enum class body_framing {
+    none,
+    length,      // after Content-Length bytes
+    until_close, // when the upstream closes the connection; responses only
+    chunked,
+};
+
+// A message body as it is relayed: its framing and what is left of it.
+template <bool IsRequest>
+struct message_body {
+    body_framing framing = body_framing::none;
+    // With `length`: bytes still to come.
+    std::uint64_t remaining = 0;
+    // With `length` and `until_close`: whether the last byte has come.
+    bool finished = true;
+    // With `chunked`.
+    std::optional<chunked_parser<IsRequest>> decoder;
+
+    bool done() const { return framing == body_framing::chunked ? decoder->is_done() : finished; }
+};
+
+// Readies `body` for a message whose head is `head_text`. A chunked body's decoder parses
+// the head first, which our own parse has already accepted; its error, if any, is returned.
+template <bool IsRequest>
+error_code start_body(message_body<IsRequest>& body, body_framing framing, std::uint64_t length,
+                      std::string_view head_text, head_arena& arena,
+                      std::optional<std::uint64_t> body_limit)
 {
-    parser.emplace(std::piecewise_construct, std::make_tuple(),
-                   std::make_tuple(head_allocator(arena)));
+    body.framing = framing;
+    body.remaining = framing == body_framing::length ? length : 0;
+    body.finished = framing == body_framing::none;
+    body.decoder.reset();
+    if (framing != body_framing::chunked) {
+        return {};
+    }
+    body.decoder.emplace(std::piecewise_construct, std::make_tuple(),
+                         std::make_tuple(head_allocator(arena)));
+    body.decoder->header_limit(static_cast<std::uint32_t>(head_text.size() + 1));
+    if (body_limit) {
+        body.decoder->body_limit(*body_limit);
+    } else {
+        body.decoder->body_limit(boost::none);
+    }
+    error_code ec;
+    body.decoder->put(asio::const_buffer(head_text.data(), head_text.size()), ec);
+    if (!ec && !body.decoder->is_header_done()) {
+        ec = http::error::partial_message;
+    }
+    return ec;
 }
 
 // HTTP-01 challenges (RFC 8555 section 8.3) must reach us over plain HTTP, never redirected.
@@ -76,20 +123,21 @@ void append_field(std::string& head, std::string_view name, std::string_view val
 // Appends the end-to-end fields of a message to an outgoing head: everything but hop-by-hop
 // fields, the fields its Connection header names (RFC 9110 section 7.6.1), and the fields in
 // `replaced`, which the caller writes itself.
-void append_end_to_end_fields(const head_fields& from, std::string& head,
+void append_end_to_end_fields(const header_fields& from, std::string& head,
                               std::initializer_list<std::string_view> replaced)
 {
     // The values of the message's Connection headers, on the stack for any sane message.
     boost::container::small_vector<std::string_view, 4> connection_values;
-    auto [first, last] = from.equal_range(http::field::connection);
-    for (auto connection = first; connection != last; ++connection) {
-        connection_values.push_back(connection->value());
+    for (const auto& f : from) {
+        if (iequals(f.name, "connection")) {
+            connection_values.push_back(f.value);
+        }
     }
     for (const auto& f : from) {
-        const auto name = f.name_string();
+        const auto name = f.name;
         const bool is_replaced =
             std::any_of(replaced.begin(), replaced.end(), [name](std::string_view replaced_name) {
-                return !replaced_name.empty() && beast::iequals(replaced_name, name);
+                return !replaced_name.empty() && iequals(replaced_name, name);
             });
         const bool is_named =
             std::any_of(connection_values.begin(), connection_values.end(),
@@ -97,19 +145,8 @@ void append_end_to_end_fields(const head_fields& from, std::string& head,
         if (is_replaced || is_hop_by_hop(name) || is_named) {
             continue;
         }
-        append_field(head, name, f.value());
+        append_field(head, name, f.value);
     }
-}
-
-bool connection_has(const head_fields& fields, std::string_view token)
-{
-    auto [first, last] = fields.equal_range(http::field::connection);
-    for (auto connection = first; connection != last; ++connection) {
-        if (connection_lists(connection->value(), token)) {
-            return true;
-        }
-    }
-    return false;
 }
 
 std::string simple_response(unsigned status, std::string_view body, bool keep_alive,
@@ -129,10 +166,10 @@ std::string simple_response(unsigned status, std::string_view body, bool keep_al
     return out;
 }
 
-bool expects_continue(const head_fields& fields)
+bool expects_continue(const header_fields& fields)
 {
-    auto expect = fields.find(http::field::expect);
-    return expect != fields.end() && beast::iequals(expect->value(), "100-continue");
+    const auto* expect = find_field(fields, "expect");
+    return expect != nullptr && iequals(expect->value, "100-continue");
 }
 
 bool is_timeout(error_code ec)
@@ -224,15 +261,15 @@ error_code finish_read(Parser& parser, beast::flat_buffer& buffer, error_code ec
     return ec;
 }
 
-// Streams one message from `in` to `out`: `parser` has read the head from `in`, and `head` is
-// the head to send, complete with its blank line. The body passes through a fixed buffer, so
-// memory stays flat for any body size; it goes out `chunked` (RFC 9112 section 7.1), or as it
-// came (Content-Length, or until the connection closes). The head and the first piece of body
-// leave in one write: one contiguous head, not one buffer per name, separator and value.
-template <typename Parser, typename InStream, typename OutStream>
+// Streams one message's body from `in` to `out`, after `head`, the head to send, complete with
+// its blank line. The body passes through a fixed buffer, so memory stays flat for any body
+// size; it goes out `chunked` (RFC 9112 section 7.1), or as it came (Content-Length, or until
+// the connection closes). The head and the first piece of body leave in one write: one
+// contiguous head, not one buffer per name, separator and value.
+template <bool IsRequest, typename InStream, typename OutStream>
 asio::awaitable<relay_outcome, executor>
-relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutStream& out,
-              const std::string& head, bool chunked, relay_buffers& buffers,
+relay_message(InStream& in, beast::flat_buffer& in_buffer, message_body<IsRequest>& body,
+              OutStream& out, const std::string& head, bool chunked, relay_buffers& buffers,
               std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
 {
     static constexpr std::string_view crlf = "\r\n";
@@ -244,8 +281,12 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
     relay_outcome outcome;
 
     for (;;) {
-        std::size_t filled = 0;
-        if (!parser.is_done()) {
+        // This round's body bytes: decoded into `chunk`, or, when the body is not chunked,
+        // the front of `in_buffer`, sent from there and consumed once written.
+        asio::const_buffer data;
+        std::size_t relayed_from_buffer = 0;
+        if (!body.done() && body.framing == body_framing::chunked) {
+            auto& parser = *body.decoder;
             if (!chunk) {
                 chunk.emplace(buffers);
             }
@@ -264,18 +305,43 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
                     continue;
                 }
             }
-            // need_buffer: the chunk is full, which is what the loop below sends on.
+            // need_buffer: the chunk is full, which is what the code below sends on.
             if (*parsed && *parsed != http::error::need_buffer) {
                 outcome.read_error = *parsed;
                 co_return outcome;
             }
-            filled = relay_chunk_bytes - parser.get().body().size;
-            outcome.body_bytes += filled;
-            if (filled == 0 && !parser.is_done() && head_sent) {
-                continue;
+            data = asio::buffer(chunk->data(), relay_chunk_bytes - parser.get().body().size);
+        } else if (!body.done()) {
+            if (in_buffer.size() == 0) {
+                in.expires_after(read_timeout);
+                auto [ec, n] =
+                    co_await in.async_read_some(in_buffer.prepare(message_read_bytes), use_nothrow);
+                if (ec == asio::error::eof && body.framing == body_framing::until_close) {
+                    body.finished = true;
+                } else if (ec) {
+                    // A body cut short by the end of the stream is an error like any other.
+                    outcome.read_error =
+                        ec == asio::error::eof ? error_code(http::error::partial_message) : ec;
+                    co_return outcome;
+                } else {
+                    in_buffer.commit(n);
+                }
             }
+            relayed_from_buffer = in_buffer.size();
+            if (body.framing == body_framing::length) {
+                relayed_from_buffer = static_cast<std::size_t>(
+                    std::min<std::uint64_t>(relayed_from_buffer, body.remaining));
+                body.remaining -= relayed_from_buffer;
+                body.finished = body.remaining == 0;
+            }
+            data = asio::const_buffer(in_buffer.data().data(), relayed_from_buffer);
         }
-        const bool done = parser.is_done();
+        const std::size_t filled = data.size();
+        outcome.body_bytes += filled;
+        const bool done = body.done();
+        if (filled == 0 && !done && head_sent) {
+            continue;
+        }
 
         // At most: head, chunk size line, data, and the chunk's CRLF with the last chunk.
         std::array<asio::const_buffer, 4> pieces;
@@ -288,7 +354,7 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
             if (chunked) {
                 pieces[count++] = asio::buffer(chunk_size_line(filled, size_line));
             }
-            pieces[count++] = asio::buffer(chunk->data(), filled);
+            pieces[count++] = data;
         }
         if (chunked) {
             if (filled > 0) {
@@ -307,6 +373,7 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
                 co_return outcome;
             }
         }
+        in_buffer.consume(relayed_from_buffer);
         head_sent = true;
         if (done) {
             co_return outcome;
@@ -314,39 +381,55 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, Parser& parser, OutSt
     }
 }
 
-// Reads the upstream's response head, skipping interim 1xx responses other than 101.
+// Reads the upstream's response head, skipping interim 1xx responses other than 101. The
+// head's text goes to `text`, which `head` then views; `buffer` keeps what followed it.
 task<error_code> read_response_head(timed_socket& upstream, beast::flat_buffer& buffer,
-                                    std::optional<response_message_parser>& parser,
-                                    head_arena& arena, bool head_request,
+                                    std::string& text, std::optional<response_head>& head,
                                     std::chrono::milliseconds timeout)
 {
     for (;;) {
-        emplace_parser(parser, arena);
-        parser->header_limit(max_upstream_header_bytes);
-        parser->body_limit(boost::none);
-        parser->skip(head_request);
         upstream.expires_after(timeout);
-        while (!parser->is_header_done()) {
-            if (buffer.size() > 0) {
-                error_code ec;
-                buffer.consume(parser->put(buffer.data(), ec));
-                if (ec && ec != http::error::need_more) {
-                    co_return ec;
-                }
-                if (parser->is_header_done()) {
-                    break;
-                }
+        std::size_t scanned = 0;
+        head_end end;
+        for (;;) {
+            const auto bytes = buffer.data();
+            end = find_head_end({static_cast<const char*>(bytes.data()), bytes.size()}, scanned);
+            if (end.status == head_end::state::complete) {
+                break;
             }
-            if (buffer.size() == 0) {
+            if (end.status == head_end::state::malformed) {
+                co_return http::error::bad_line_ending;
+            }
+            if (bytes.size() > max_upstream_header_bytes) {
+                co_return http::error::header_limit;
+            }
+            if (bytes.size() == 0) {
                 co_await asio::post(upstream.get_executor(), after_ready_work);
             }
             auto [ec, n] =
                 co_await upstream.async_read_some(buffer.prepare(message_read_bytes), use_nothrow);
-            if (error_code read_error = finish_read(*parser, buffer, ec, n)) {
-                co_return read_error;
+            if (ec) {
+                co_return ec == asio::error::eof&& buffer.size() > 0
+                    ? error_code(http::error::partial_message)
+                    : ec;
             }
+            buffer.commit(n);
         }
-        unsigned status = parser->get().result_int();
+        if (end.length > max_upstream_header_bytes) {
+            co_return http::error::header_limit;
+        }
+
+        text.assign(static_cast<const char*>(buffer.data().data()), end.length);
+        buffer.consume(end.length);
+        auto checked = parse_response_head(text);
+        if (!checked.head) {
+            static const auto logger = log::get("proxy");
+            log::write(*logger, spdlog::level::warn, "malformed upstream response head",
+                       {{"error", checked.reason}});
+            co_return http::error::bad_value;
+        }
+        head = std::move(checked.head);
+        const unsigned status = head->status;
         if (status < 100 || status >= 200 || status == 101) {
             co_return error_code{};
         }
@@ -358,7 +441,8 @@ task<error_code> read_response_head(timed_socket& upstream, beast::flat_buffer& 
 // The state of one request and its response, from the head arriving to the access log line.
 struct http_session::exchange {
     exchange(const proxy_settings& s, head_texts& texts)
-        : settings(s), config(*s.config), head_text(texts.request), upstream_head(texts.upstream)
+        : settings(s), config(*s.config), head_text(texts.request), upstream_head(texts.upstream),
+          response_text(texts.upstream_response)
     {}
 
     const proxy_settings& settings;
@@ -370,14 +454,15 @@ struct http_session::exchange {
 
     std::string& head_text;
     request_head head;
-    // Before the parsers, which give its memory back as they are destroyed.
+    // Before the bodies, whose chunked decoders give its memory back as they are destroyed.
     head_arena arena;
-    std::optional<request_message_parser> parser;
+    message_body<true> request_body;
 
     // What is sent upstream and what comes back.
     std::string& upstream_head;
-    bool upstream_chunked = false;
-    std::optional<response_message_parser> response_parser;
+    std::string& response_text;
+    std::optional<response_head> response;
+    message_body<false> response_body;
     bool wants_upgrade = false;
 
     std::string host;
@@ -395,7 +480,7 @@ struct http_session::exchange {
 
     // Whether the request body has been read completely, so the connection can carry
     // another request.
-    bool request_consumed() const { return !parser || parser->is_done(); }
+    bool request_consumed() const { return request_body.done(); }
 };
 
 http_session::http_session(worker& owner, tcp_socket socket, const tcp::endpoint& peer,
@@ -468,7 +553,8 @@ void http_session::reuse_head_texts()
     // Typical heads are a few hundred bytes; keeping more than this per idle connection would
     // let a few large requests pin memory on every connection that once carried one.
     constexpr std::size_t kept_capacity = 4096;
-    for (std::string* text : {&texts_.request, &texts_.upstream, &texts_.response}) {
+    for (std::string* text :
+         {&texts_.request, &texts_.upstream, &texts_.upstream_response, &texts_.response}) {
         if (text->capacity() > kept_capacity) {
             std::string().swap(*text);
         } else {
@@ -607,33 +693,31 @@ task<bool> http_session::serve_one(const proxy_settings& settings)
         co_await send_simple(ex, 400, std::string(checked.reason) + "\n", false);
         co_return false;
     }
-    ex.head = *checked.head;
+    ex.head = std::move(*checked.head);
     ex.head_request = ex.head.method == "HEAD";
-
-    // Beast parses the same head for body framing; it only sees heads that passed our checks.
-    emplace_parser(ex.parser, ex.arena);
-    ex.parser->header_limit(static_cast<std::uint32_t>(length + 1));
-    if (ex.config.limits.max_body_bytes > 0) {
-        ex.parser->body_limit(ex.config.limits.max_body_bytes);
-    } else {
-        ex.parser->body_limit(boost::none);
-    }
-    error_code parse_error;
-    ex.parser->put(asio::buffer(ex.head_text), parse_error);
     buffer_.consume(length);
-    if (parse_error == http::error::body_limit) {
+
+    // The body's framing was checked with the head: a single chunked coding, or a length.
+    const auto max_body = ex.config.limits.max_body_bytes;
+    const std::uint64_t declared = ex.head.content_length.value_or(0);
+    if (max_body > 0 && declared > max_body) {
         // A declared Content-Length over the limit: refuse before reading a byte of the body.
         co_await send_simple(ex, 413, "request body too large\n", false);
         co_return false;
     }
-    if (parse_error || !ex.parser->is_header_done()) {
+    const auto framing = ex.head.chunked ? body_framing::chunked
+                         : declared > 0  ? body_framing::length
+                                         : body_framing::none;
+    const error_code framing_error =
+        start_body(ex.request_body, framing, declared, ex.head_text, ex.arena,
+                   max_body > 0 ? std::optional<std::uint64_t>(max_body) : std::nullopt);
+    if (framing_error) {
         co_await send_simple(ex, 400, "malformed request\n", false);
         co_return false;
     }
 
-    const auto& request = ex.parser->get();
-    ex.client_keep_alive = ex.head.version == 11 ? !connection_has(request, "close")
-                                                 : connection_has(request, "keep-alive");
+    ex.client_keep_alive = ex.head.version == 11 ? !connection_has(ex.head.fields, "close")
+                                                 : connection_has(ex.head.fields, "keep-alive");
 
     // The health check is answered before routing, whatever the host, for load balancers.
     if (path_of(ex.head.target) == ex.config.health_path &&
@@ -788,7 +872,7 @@ void http_session::log_access(const exchange& ex)
 task<bool> http_session::forward(exchange& ex, const route_match& match)
 {
     ex.hsts_header = match.target->hsts_header;
-    auto& request = ex.parser->get();
+    const auto& fields = ex.head.fields;
 
     // The request as the upstream will see it: origin-form, HTTP/1.1, end-to-end fields only,
     // plus who the client was.
@@ -796,18 +880,18 @@ task<bool> http_session::forward(exchange& ex, const route_match& match)
     std::string& head = ex.upstream_head;
     head.clear();
     head.reserve(512);
-    head.append(request.method_string());
+    head.append(ex.head.method);
     head += ' ';
     head += match.upstream_target;
     head.append(" HTTP/1.1\r\n"sv);
     append_end_to_end_fields(
-        request, head,
+        fields, head,
         {"Expect", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
          absolute_form ? std::string_view("Host") : std::string_view("Expect")});
 
     std::optional<std::string_view> incoming_chain;
-    if (auto chain = request.find("X-Forwarded-For"); chain != request.end()) {
-        incoming_chain = chain->value();
+    if (const auto* chain = find_field(fields, "x-forwarded-for")) {
+        incoming_chain = chain->value;
     }
     bool trusted = is_trusted_peer(client_ip_, ex.config.trusted_proxies);
     append_field(head, "X-Forwarded-For", forwarded_for(incoming_chain, client_ip_, trusted));
@@ -817,14 +901,13 @@ task<bool> http_session::forward(exchange& ex, const route_match& match)
         // RFC 9112 section 3.2.2: an absolute-form target's authority replaces Host.
         append_field(head, "Host", ex.host);
     }
-    ex.upstream_chunked = ex.parser->chunked();
-    if (ex.upstream_chunked) {
+    if (ex.head.chunked) {
         append_field(head, "Transfer-Encoding", "chunked");
     }
-    ex.wants_upgrade =
-        connection_has(request, "upgrade") && request.find(http::field::upgrade) != request.end();
+    const auto* upgrade = find_field(fields, "upgrade");
+    ex.wants_upgrade = upgrade != nullptr && connection_has(fields, "upgrade");
     if (ex.wants_upgrade) {
-        append_field(head, "Upgrade", request[http::field::upgrade]);
+        append_field(head, "Upgrade", upgrade->value);
         append_field(head, "Connection", "upgrade");
     }
     head.append("\r\n"sv);
@@ -866,10 +949,9 @@ task<bool> http_session::exchange_with_upstream(exchange& ex, upstream_pool& poo
                                                 std::unique_ptr<upstream_connection> connection)
 {
     const auto& timeouts = ex.config.timeouts;
-    auto& request = ex.parser->get();
 
     // RFC 9110 section 10.1.1: the client waits for our go-ahead before sending its body.
-    if (expects_continue(request) && !ex.parser->is_done()) {
+    if (expects_continue(ex.head.fields) && !ex.request_body.done()) {
         static constexpr std::string_view go_ahead = "HTTP/1.1 100 Continue\r\n\r\n";
         client_.expires_after(timeouts.idle);
         auto [ec, n] = co_await client_.write_all(asio::buffer(go_ahead));
@@ -879,8 +961,8 @@ task<bool> http_session::exchange_with_upstream(exchange& ex, upstream_pool& poo
     }
 
     for (int attempt = 0;; ++attempt) {
-        auto sent = co_await relay_message(client_, buffer_, *ex.parser, connection->stream,
-                                           ex.upstream_head, ex.upstream_chunked, worker_.buffers(),
+        auto sent = co_await relay_message(client_, buffer_, ex.request_body, connection->stream,
+                                           ex.upstream_head, ex.head.chunked, worker_.buffers(),
                                            timeouts.idle, timeouts.upstream_response);
         ex.bytes_in += sent.body_bytes;
         process_metrics().request_bytes.fetch_add(sent.body_bytes, std::memory_order_relaxed);
@@ -896,7 +978,7 @@ task<bool> http_session::exchange_with_upstream(exchange& ex, upstream_pool& poo
         error_code failure = sent.write_error;
         if (!failure) {
             failure = co_await read_response_head(connection->stream, connection->buffer,
-                                                  ex.response_parser, ex.arena, ex.head_request,
+                                                  ex.response_text, ex.response,
                                                   timeouts.upstream_response);
         }
         if (!failure) {
@@ -907,7 +989,7 @@ task<bool> http_session::exchange_with_upstream(exchange& ex, upstream_pool& poo
         // A pooled connection may have been closed by the upstream just as we reused it. When
         // nothing of a body was lost, one retry on a new connection is safe and invisible.
         bool retryable = connection->reused && attempt == 0 && sent.body_bytes == 0 &&
-                         ex.parser->is_done() && !is_timeout(failure);
+                         ex.request_body.done() && !is_timeout(failure);
         if (retryable) {
             auto [ec, fresh] = co_await pool.connect(timeouts.upstream_connect);
             if (!ec) {
@@ -924,9 +1006,8 @@ task<bool> http_session::exchange_with_upstream(exchange& ex, upstream_pool& poo
 task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
                                         std::unique_ptr<upstream_connection> connection)
 {
-    auto& parser = *ex.response_parser;
-    const auto& upstream_response = parser.get();
-    const unsigned status = upstream_response.result_int();
+    const response_head& upstream_response = *ex.response;
+    const unsigned status = upstream_response.status;
 
     bool keep_client = ex.client_keep_alive && ex.request_consumed() && !close_after_response_ &&
                        !worker_.draining();
@@ -944,18 +1025,35 @@ task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
             .ptr;
     head.append(status_digits.data(), status_end);
     head += ' ';
-    const auto reason = upstream_response.reason();
-    head.append(reason.empty() ? http::obsolete_reason(upstream_response.result()) : reason);
+    const auto reason = upstream_response.reason;
+    head.append(reason.empty()
+                    ? std::string_view(http::obsolete_reason(static_cast<http::status>(status)))
+                    : reason);
     head.append("\r\n"sv);
     append_end_to_end_fields(
-        upstream_response, head,
+        upstream_response.fields, head,
         {send_hsts ? std::string_view("Strict-Transport-Security") : std::string_view()});
+
+    // RFC 9112 section 6.3: a HEAD response and a bodiless status have no body whatever
+    // their fields say; otherwise chunked, then Content-Length, then the connection's end.
+    const auto framing = bodiless                           ? body_framing::none
+                         : upstream_response.chunked        ? body_framing::chunked
+                         : upstream_response.content_length ? body_framing::length
+                                                            : body_framing::until_close;
+    const error_code framing_error =
+        start_body(ex.response_body, framing, upstream_response.content_length.value_or(0),
+                   ex.response_text, ex.arena, std::nullopt);
+    if (framing_error) {
+        record_upstream_failure(pool, "upstream response failed", framing_error);
+        co_return co_await answer_upstream_failure(ex, framing_error);
+    }
 
     bool chunked = false;
     if (switching) {
-        append_field(head, "Upgrade", upstream_response[http::field::upgrade]);
+        const auto* upgrade = find_field(upstream_response.fields, "upgrade");
+        append_field(head, "Upgrade", upgrade != nullptr ? upgrade->value : std::string_view());
         append_field(head, "Connection", "upgrade");
-    } else if (!bodiless && !parser.content_length()) {
+    } else if (framing == body_framing::chunked || framing == body_framing::until_close) {
         // Chunked or close-delimited upstream bodies go out chunked to HTTP/1.1 clients;
         // HTTP/1.0 clients cannot read chunks, so their body ends with the connection.
         if (ex.head.version == 11) {
@@ -979,8 +1077,8 @@ task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
 
     ex.status = status;
     auto relayed = co_await relay_message(
-        connection->stream, connection->buffer, parser, client_, head, chunked, worker_.buffers(),
-        ex.config.timeouts.upstream_response, ex.config.timeouts.idle);
+        connection->stream, connection->buffer, ex.response_body, client_, head, chunked,
+        worker_.buffers(), ex.config.timeouts.upstream_response, ex.config.timeouts.idle);
     ex.bytes_out = relayed.body_bytes;
     process_metrics().response_bytes.fetch_add(relayed.body_bytes, std::memory_order_relaxed);
     process_metrics().count_response(status);
@@ -998,7 +1096,10 @@ task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
                             ex.config.timeouts.idle);
         co_return false;
     }
-    if (parser.keep_alive() && parser.is_done()) {
+    // Bytes past the end of the response stay in the connection's buffer, where the pool's
+    // check (looks_reusable) sees them and retires the connection.
+    if (upstream_response.keep_alive && framing != body_framing::until_close &&
+        ex.response_body.done()) {
         pool.give_back(std::move(connection), coarse_clock::now());
     }
     co_return keep_client;

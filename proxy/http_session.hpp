@@ -82,9 +82,10 @@ private:
     // request reuses their memory instead of allocating it again; a head larger than usual
     // gives its memory back when its exchange ends (see reuse_head_texts).
     struct head_texts {
-        std::string request;  // as the client sent it
-        std::string upstream; // the request as sent upstream
-        std::string response; // the response head as sent to the client
+        std::string request;           // as the client sent it
+        std::string upstream;          // the request as sent upstream
+        std::string upstream_response; // the response head as the upstream sent it
+        std::string response;          // the response head as sent to the client
     };
     head_texts texts_;
     void reuse_head_texts();

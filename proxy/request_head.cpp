@@ -1,71 +1,13 @@
 #include "proxy/request_head.hpp"
 
 #include "proxy/ascii.hpp"
+#include "proxy/http_fields.hpp"
 
 #include <algorithm>
 
 namespace gatehouse::proxy {
 
 namespace {
-
-// Bytes allowed in a field value besides visible ASCII: space, tab and obs-text (RFC 9110
-// section 5.5). Everything else below 0x20, and DEL, is refused.
-bool is_allowed_byte(unsigned char c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
-// tchar from RFC 9110 section 5.6.2.
-bool is_token_char(unsigned char c)
-{
-    // ASCII only: std::isalnum would ask the C locale, a library call per byte.
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-        return true;
-    }
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
-}
-
-bool is_token(std::string_view text)
-{
-    return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-        return is_token_char(static_cast<unsigned char>(c));
-    });
-}
-
-// Content-Length is 1*DIGIT (RFC 9110 section 8.6); signs, hex, lists and overflow are refused.
-std::optional<std::uint64_t> parse_content_length(std::string_view text)
-{
-    if (text.empty() || text.size() > 18) {
-        return std::nullopt;
-    }
-    std::uint64_t value = 0;
-    for (char c : text) {
-        if (c < '0' || c > '9') {
-            return std::nullopt;
-        }
-        value = value * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    return value;
-}
 
 struct request_line {
     std::string_view method;
@@ -88,7 +30,7 @@ std::optional<request_line> parse_request_line(std::string_view line)
     std::string_view version = line.substr(last_space + 1);
 
     if (!is_token(parsed.method) || parsed.target.empty() ||
-        parsed.target.find(' ') != std::string_view::npos) {
+        parsed.target.find_first_of(" \t") != std::string_view::npos) {
         return std::nullopt;
     }
     if (version == "HTTP/1.1") {
@@ -191,7 +133,7 @@ head_scan_result request_head_scanner::scan(std::string_view bytes)
             }
             continue;
         }
-        if (!is_allowed_byte(c)) {
+        if (!is_head_byte(c)) {
             return fail(head_status::bad_request, "control byte in request head");
         }
     }
@@ -234,6 +176,7 @@ head_check_result check_request_head(std::string_view head)
 {
     head_check_result result;
     auto refuse = [&result](std::string_view reason) {
+        result.head.reset();
         result.reason = reason;
         return result;
     };
@@ -244,7 +187,8 @@ head_check_result check_request_head(std::string_view head)
         return refuse("malformed request line");
     }
 
-    request_head parsed;
+    // Built in place: the field list is too large to copy around.
+    request_head& parsed = result.head.emplace();
     parsed.method = line->method;
     parsed.target = line->target;
     parsed.version = line->version;
@@ -266,6 +210,7 @@ head_check_result check_request_head(std::string_view head)
         auto colon = field.find(':');
         std::string_view name = field.substr(0, colon);
         std::string_view value = trim_ows(field.substr(colon + 1));
+        parsed.fields.push_back({name, value});
 
         if (iequals(name, "host")) {
             ++host_count;
@@ -304,7 +249,6 @@ head_check_result check_request_head(std::string_view head)
         parsed.chunked = true;
     }
 
-    result.head = parsed;
     return result;
 }
 

@@ -9,6 +9,8 @@
 // Everything here is sans-io: it works on bytes already read, so tests drive it without sockets.
 #pragma once
 
+#include "proxy/http_fields.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -88,6 +90,9 @@ struct request_head {
 
     std::optional<std::uint64_t> content_length;
     bool chunked = false;
+
+    // Every field line, in order, the ones above included.
+    header_fields fields;
 };
 
 struct head_check_result {

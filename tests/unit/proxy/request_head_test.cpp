@@ -2,6 +2,7 @@
 // refuses malformed bytes, the framing rules of check_request_head (RFC 9112 section 6), and the
 // request target rules of resolve_target and has_dot_segment.
 #include "proxy/request_head.hpp"
+#include "tests/unit/proxy/head_text.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -18,22 +19,12 @@ using gatehouse::proxy::head_status;
 using gatehouse::proxy::request_head_scanner;
 using gatehouse::proxy::resolve_target;
 
+using gatehouse::proxy::testing::head_of;
+
 namespace {
 
 constexpr std::size_t default_max_header_bytes = 16 * 1024;
 constexpr std::size_t default_max_uri_bytes = 8 * 1024;
-
-// A head made of `lines`, each ended by CRLF, then the empty line that ends the head.
-std::string head_of(std::initializer_list<std::string_view> lines)
-{
-    std::string head;
-    for (auto line : lines) {
-        head += line;
-        head += "\r\n";
-    }
-    head += "\r\n";
-    return head;
-}
 
 head_scan_result scan_at_once(std::string_view bytes,
                               std::size_t max_header_bytes = default_max_header_bytes,
@@ -724,4 +715,27 @@ TEST_CASE("has_dot_segment is not fooled by dots that are not whole segments", "
         INFO("path: " << path);
         CHECK_FALSE(has_dot_segment(path));
     }
+}
+
+TEST_CASE("check_request_head lists every field line in order, values trimmed", "[proxy]")
+{
+    const std::string head = head_of({"GET / HTTP/1.1", "Host: a", "X-Forwarded-For:  10.0.0.1 ",
+                                      "Connection: upgrade", "x-forwarded-for: 10.0.0.2"});
+    auto checked = check_request_head(head);
+    REQUIRE(checked.head);
+    const auto& fields = checked.head->fields;
+    REQUIRE(fields.size() == 4);
+    CHECK(fields[0].name == "Host");
+    CHECK(fields[1].value == "10.0.0.1");
+    CHECK(fields[3].name == "x-forwarded-for");
+    const auto* first = gatehouse::proxy::find_field(fields, "X-FORWARDED-FOR");
+    REQUIRE(first != nullptr);
+    CHECK(first->value == "10.0.0.1");
+    CHECK(gatehouse::proxy::connection_has(fields, "Upgrade"));
+    CHECK_FALSE(gatehouse::proxy::connection_has(fields, "close"));
+}
+
+TEST_CASE("a tab inside the request target is refused", "[proxy]")
+{
+    CHECK_FALSE(is_accepted(head_of({"GET /a\tb HTTP/1.1", "Host: a"})));
 }
