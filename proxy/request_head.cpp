@@ -95,6 +95,9 @@ head_scan_result request_head_scanner::scan(std::string_view bytes)
 {
     for (; scanned_ < bytes.size(); ++scanned_) {
         auto c = static_cast<unsigned char>(bytes[scanned_]);
+        if (is_head_byte(c)) {
+            continue;
+        }
 
         // A CR must be the first half of a CRLF; wait for the next byte to know.
         if (c == '\r') {
@@ -133,9 +136,7 @@ head_scan_result request_head_scanner::scan(std::string_view bytes)
             }
             continue;
         }
-        if (!is_head_byte(c)) {
-            return fail(head_status::bad_request, "control byte in request head");
-        }
+        return fail(head_status::bad_request, "control byte in request head");
     }
 
     // Limits are checked against what has arrived so far, so an endless head is cut off early.

@@ -76,41 +76,35 @@ response_check_result parse_response_head(std::string_view text)
         return result;
     };
 
-    // Every CR ends a line and every LF follows a CR; nothing else below 0x20 but tab.
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c == '\r') {
-            if (i + 1 == text.size() || text[i + 1] != '\n') {
-                return refuse("bare CR in response head");
-            }
-        } else if (c == '\n') {
-            if (i == 0 || text[i - 1] != '\r') {
-                return refuse("bare LF in response head");
-            }
-        } else if (!is_head_byte(c)) {
-            return refuse("control byte in response head");
-        }
-    }
-
     // Built in place: the field list is too large to copy around.
     response_head& head = result.head.emplace();
-    const auto status_end = text.find("\r\n");
-    if (status_end == std::string_view::npos ||
-        !parse_status_line(text.substr(0, status_end), head)) {
-        return refuse("malformed status line");
-    }
-
     int length_count = 0;
     int coding_count = 0;
     std::string_view coding;
-    std::size_t pos = status_end + 2;
-    for (;;) {
-        const auto end = text.find("\r\n", pos);
-        if (end == std::string_view::npos) {
+
+    // One pass, a line at a time: the status line, then field lines up to the empty one.
+    for (std::size_t pos = 0;;) {
+        const auto lf = text.find('\n', pos);
+        if (lf == std::string_view::npos) {
             return refuse("response head without its empty line");
         }
-        const auto line = text.substr(pos, end - pos);
-        pos = end + 2;
+        if (lf == pos || text[lf - 1] != '\r') {
+            return refuse("bare LF in response head");
+        }
+        const auto line = text.substr(pos, lf - 1 - pos);
+        const bool status_line = pos == 0;
+        pos = lf + 1;
+        if (!is_head_line(line)) {
+            return refuse(line.find('\r') != std::string_view::npos
+                              ? "bare CR in response head"
+                              : "control byte in response head");
+        }
+        if (status_line) {
+            if (!parse_status_line(line, head)) {
+                return refuse("malformed status line");
+            }
+            continue;
+        }
         if (line.empty()) {
             break;
         }
