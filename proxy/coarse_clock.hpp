@@ -1,10 +1,11 @@
 // The monotonic clock as of the kernel's last tick, for deadlines and cooldowns.
 //
 // std::chrono::steady_clock reads CLOCK_MONOTONIC, which under load is several reads of the
-// time-stamp counter per request. CLOCK_MONOTONIC_COARSE is the same clock, a few milliseconds
-// behind, read from memory the kernel updates at each tick. Timeouts measured in seconds lose
-// nothing by starting a millisecond or so early. Durations that get reported (access-log
-// times) still use steady_clock.
+// time-stamp counter per request. CLOCK_MONOTONIC_COARSE is the same clock as of the kernel's
+// last tick, read from memory the kernel updates at each tick: usually one tick (1-4 ms)
+// behind, more when ticks arrive late, as they do in a busy virtual machine (5 ms seen on the
+// development VM). Timeouts measured in seconds lose nothing by starting a few milliseconds
+// early. Durations that get reported (access-log times) still use steady_clock.
 #pragma once
 
 #include <chrono>
@@ -23,7 +24,7 @@ struct coarse_clock {
         return time_point(as_duration(ts));
     }
 
-    // How far behind steady_clock now() may be: one kernel tick.
+    // The kernel's tick: how far behind steady_clock now() usually is.
     static duration resolution() noexcept
     {
         timespec ts{};

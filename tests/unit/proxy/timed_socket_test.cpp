@@ -55,7 +55,12 @@ void start_read(timed_socket& socket, std::array<char, 16>& into, read_result& r
 
 } // namespace
 
-TEST_CASE("the coarse clock is steady_clock, behind it by at most a tick")
+// How far behind steady_clock the tests let the coarse clock be. It is one tick when ticks
+// come on time; on a loaded virtual machine they come late (5 ms behind a 4 ms tick was seen
+// here), so the bound is looser than the tick, and still far below any configured timeout.
+constexpr auto coarse_lag_allowed = 50ms;
+
+TEST_CASE("the coarse clock is steady_clock, never ahead of it and only slightly behind")
 {
     const auto tick = coarse_clock::resolution();
     REQUIRE(tick > 0ms);
@@ -65,14 +70,13 @@ TEST_CASE("the coarse clock is steady_clock, behind it by at most a tick")
         const auto coarse = coarse_clock::now();
         const auto after = steady::now();
         REQUIRE(coarse <= after);
-        REQUIRE(coarse >= before - tick);
+        REQUIRE(coarse >= before - coarse_lag_allowed);
     }
 }
 
 TEST_CASE("a timed socket's read ends with a timeout at its deadline, not before")
 {
-    // expires_after counts from the coarse clock, which may lag steady_clock by one tick.
-    const auto tick = coarse_clock::resolution();
+    // expires_after counts from the coarse clock, which lags steady_clock a little.
     connected_pair pair;
     std::array<char, 16> buffer{};
     read_result result;
@@ -83,7 +87,7 @@ TEST_CASE("a timed socket's read ends with a timeout at its deadline, not before
 
     REQUIRE(result.done);
     CHECK(result.error == beast::error::timeout);
-    CHECK(result.at - started >= 150ms - tick);
+    CHECK(result.at - started >= 150ms - coarse_lag_allowed);
     CHECK(result.at - started < 1s);
     // The connection is over: the socket was closed by the timeout.
     CHECK_FALSE(pair.ours->socket().is_open());
