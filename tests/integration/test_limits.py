@@ -97,6 +97,20 @@ def test_a_client_trickling_its_header_is_closed_after_header_read(start_gatehou
     assert_never_forwarded(backend)
 
 
+def test_a_client_that_never_sends_a_byte_is_closed_after_the_deferral_and_header_read(
+        start_gatehouse, backend):
+    # The kernel holds a silent connection for about a second (TCP_DEFER_ACCEPT) before
+    # gatehouse sees it; header_read runs from then, so the wait is bounded all the same.
+    gatehouse = start_gatehouse([route("app.test", backend)], timeouts={"header_read": "1s"})
+    with rawhttp.Client(gatehouse.http_port) as client:
+        started = time.monotonic()
+        closed = client.is_closed_by_peer(6.0)
+        elapsed = time.monotonic() - started
+    assert closed, "a silent connection was still open after 6 s"
+    assert 0.9 <= elapsed <= 4.5, f"closed after {elapsed:.2f}s"
+    assert_never_forwarded(backend)
+
+
 def test_an_idle_keep_alive_connection_is_closed_after_idle(start_gatehouse, backend):
     gatehouse = start_gatehouse([route("app.test", backend)], timeouts={"idle": "1s"})
     with rawhttp.Client(gatehouse.http_port) as client:
@@ -127,15 +141,14 @@ class HeldConnections:
 
 
 def read_refusal(port):
-    """Opens one more connection and returns (response, closed) for it.
+    """Opens one more connection, sends a request on it, and returns (response, closed).
 
-    gatehouse may answer as soon as it accepts, or only once it has read a request; a request
-    is sent if nothing has arrived after one second.
+    The request goes at once: the listener defers accepting a connection until its first
+    bytes arrive (TCP_DEFER_ACCEPT), so a silent one would wait about a second for its 503.
     """
     with rawhttp.Client(port, timeout=5) as client:
-        if not client.is_closed_by_peer(1.0) and not client.pending_bytes:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                client.send(rawhttp.build_request("GET", "/echo"))
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            client.send(rawhttp.build_request("GET", "/echo"))
         try:
             response = client.read_response()
         except (rawhttp.ConnectionClosed, ConnectionResetError):
