@@ -570,6 +570,22 @@ def fmt_ratio(num, den):
     return f"{num / den:.2f}x"
 
 
+def paired_ratio(runs, target, key, better):
+    """The median over rounds of target/nginx within each round, and in how many rounds the
+    target did better. Rounds interleave the targets, so a round's ratio cancels most of the
+    machine's drift between rounds, which the ratio of two medians does not."""
+    nginx_by_round = {r["round"]: r.get(key) for r in runs if r["target"] == "nginx"}
+    ratios = []
+    for r in runs:
+        base = nginx_by_round.get(r["round"])
+        if r["target"] == target and r.get(key) is not None and base:
+            ratios.append(r[key] / base)
+    if not ratios:
+        return "n/a"
+    won = sum(1 for x in ratios if (x < 1.0 if better == "lower" else x > 1.0))
+    return f"{median(ratios):.2f}x ({won} of {len(ratios)} rounds better)"
+
+
 def build_rows(order, runs, idle):
     """Rows of the summary: (label, {target: text})."""
     by = {t: [r for r in runs if r["target"] == t] for t in order}
@@ -658,9 +674,15 @@ def case_summary(case, order, runs, idle):
         def med(t, key):
             return median(r.get(key) for r in by[t])
 
+        rows_of_ratios = [[label] + [fmt_ratio(med(t, key), med("nginx", key)) for t in others]
+                          + [f"{better} is better"] for label, key, better in CASE_RATIOS[case]]
+        rows_of_ratios += [[f"{label}, per round"]
+                           + [paired_ratio(runs, t, key, better) for t in others]
+                           + [f"{better} is better"]
+                           for label, key, better in CASE_RATIOS[case]
+                           if key == "cpu_us_per_req"]
         ratios = (["ratio to nginx"] + [f"{t} / nginx" for t in others] + ["better when"],
-                  [[label] + [fmt_ratio(med(t, key), med("nginx", key)) for t in others]
-                   + [f"{better} is better"] for label, key, better in CASE_RATIOS[case]])
+                  rows_of_ratios)
     return table, ratios
 
 
