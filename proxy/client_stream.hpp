@@ -72,16 +72,18 @@ public:
         return tls_ ? tls_->read_some(into) : plain_->async_read_some(into, use_nothrow);
     }
 
-    // Writes all of `buffers`: `co_await stream.write_all(buffers)`.
+    // Writes all of `buffers`: `co_await stream.write_all(buffers)`. `last` says nothing will
+    // be written after them: over TLS our close_notify then leaves with them (see
+    // tls_stream::write); plain TCP has nothing to add, since close() sends the FIN.
     template <typename ConstBuffers>
-    io_result write_all(const ConstBuffers& buffers)
+    io_result write_all(const ConstBuffers& buffers, bool last = false)
     {
         if (!tls_) {
             return asio::async_write(*plain_, buffers, use_nothrow);
         }
         tls_stream::pieces pieces(asio::buffer_sequence_begin(buffers),
                                   asio::buffer_sequence_end(buffers));
-        return tls_->write(std::move(pieces));
+        return tls_->write(std::move(pieces), last);
     }
 
 private:
@@ -90,16 +92,19 @@ private:
 };
 
 // The same call for an upstream socket, so code written for both kinds of stream reads alike.
+// `last` changes nothing on plain TCP.
 template <typename ConstBuffers>
-client_stream::io_result write_all(timed_socket& stream, const ConstBuffers& buffers)
+client_stream::io_result write_all(timed_socket& stream, const ConstBuffers& buffers,
+                                   bool /*last*/ = false)
 {
     return asio::async_write(stream, buffers, use_nothrow);
 }
 
 template <typename ConstBuffers>
-client_stream::io_result write_all(client_stream& stream, const ConstBuffers& buffers)
+client_stream::io_result write_all(client_stream& stream, const ConstBuffers& buffers,
+                                   bool last = false)
 {
-    return stream.write_all(buffers);
+    return stream.write_all(buffers, last);
 }
 
 } // namespace gatehouse::proxy

@@ -265,12 +265,14 @@ error_code finish_read(Parser& parser, beast::flat_buffer& buffer, error_code ec
 // its blank line. The body passes through a fixed buffer, so memory stays flat for any body
 // size; it goes out `chunked` (RFC 9112 section 7.1), or as it came (Content-Length, or until
 // the connection closes). The head and the first piece of body leave in one write: one
-// contiguous head, not one buffer per name, separator and value.
+// contiguous head, not one buffer per name, separator and value. `last_message` says `out`
+// closes after this message, so its final write is the connection's last (see write_all).
 template <bool IsRequest, typename InStream, typename OutStream>
 asio::awaitable<relay_outcome, executor>
 relay_message(InStream& in, beast::flat_buffer& in_buffer, message_body<IsRequest>& body,
               OutStream& out, const std::string& head, bool chunked, relay_buffers& buffers,
-              std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
+              std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout,
+              bool last_message = false)
 {
     static constexpr std::string_view crlf = "\r\n";
     static constexpr std::string_view last_chunk = "0\r\n\r\n";
@@ -367,7 +369,7 @@ relay_message(InStream& in, beast::flat_buffer& in_buffer, message_body<IsReques
         auto unsent = write_now(out, std::span<asio::const_buffer>(pieces.data(), count));
         if (!unsent.empty()) {
             out.expires_after(write_timeout);
-            auto [ec, n] = co_await write_all(out, unsent);
+            auto [ec, n] = co_await write_all(out, unsent, done && last_message);
             if (ec) {
                 outcome.write_error = ec;
                 co_return outcome;
@@ -599,8 +601,11 @@ task<void> http_session::close_connection()
         // The client's own close_notify is not waited for: the connection closes anyway, and
         // RFC 8446 lets the closing side go without it. Marking it as received makes the
         // shutdown send ours and finish, rather than wait for a read that many clients never
-        // answer and that costs every closed connection one more wake-up.
-        SSL_set_shutdown(client_.tls().native_handle(), SSL_RECEIVED_SHUTDOWN);
+        // answer and that costs every closed connection one more wake-up. When the last
+        // response was written as the connection's last (write_all's `last`), our
+        // close_notify went with it and this sends nothing.
+        SSL* ssl = client_.tls().native_handle();
+        SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
         client_.expires_after(tls_shutdown_timeout);
         co_await client_.tls().shutdown();
     }
@@ -813,7 +818,7 @@ task<bool> http_session::redirect_to_https(exchange& ex, std::string_view origin
     if (!ex.head_request) {
         response += body;
     }
-    error_code ec = co_await write_response(response, ex.config.timeouts.idle);
+    error_code ec = co_await write_response(response, ex.config.timeouts.idle, !keep_alive);
     ex.bytes_out = ex.head_request ? 0 : body.size();
     process_metrics().count_response(308);
     log_access(ex);
@@ -827,7 +832,7 @@ task<void> http_session::send_simple(exchange& ex, unsigned status, std::string_
     ex.status = status;
     std::string response = simple_response(status, body, keep_alive, ex.head_request);
     // A failed write needs no handling here: the next read on this connection fails too.
-    co_await write_response(response, ex.config.timeouts.idle);
+    co_await write_response(response, ex.config.timeouts.idle, !keep_alive);
     ex.bytes_out = ex.head_request ? 0 : body.size();
     process_metrics().count_response(status);
     if (status != 200 || ex.config.log.access) {
@@ -836,7 +841,7 @@ task<void> http_session::send_simple(exchange& ex, unsigned status, std::string_
 }
 
 task<error_code> http_session::write_response(std::string_view response,
-                                              std::chrono::milliseconds timeout)
+                                              std::chrono::milliseconds timeout, bool last)
 {
     asio::const_buffer whole = asio::buffer(response);
     auto unsent = write_now(client_, std::span<asio::const_buffer>(&whole, 1));
@@ -844,7 +849,7 @@ task<error_code> http_session::write_response(std::string_view response,
         co_return error_code{};
     }
     client_.expires_after(timeout);
-    auto [ec, n] = co_await client_.write_all(unsent);
+    auto [ec, n] = co_await client_.write_all(unsent, last);
     co_return ec;
 }
 
@@ -1076,9 +1081,10 @@ task<bool> http_session::relay_response(exchange& ex, upstream_pool& pool,
     head.append("\r\n"sv);
 
     ex.status = status;
-    auto relayed = co_await relay_message(
-        connection->stream, connection->buffer, ex.response_body, client_, head, chunked,
-        worker_.buffers(), ex.config.timeouts.upstream_response, ex.config.timeouts.idle);
+    auto relayed = co_await relay_message(connection->stream, connection->buffer, ex.response_body,
+                                          client_, head, chunked, worker_.buffers(),
+                                          ex.config.timeouts.upstream_response,
+                                          ex.config.timeouts.idle, !keep_client && !switching);
     ex.bytes_out = relayed.body_bytes;
     process_metrics().response_bytes.fetch_add(relayed.body_bytes, std::memory_order_relaxed);
     process_metrics().count_response(status);

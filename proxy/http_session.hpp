@@ -68,8 +68,10 @@ private:
     task<bool> answer_upstream_failure(exchange& ex, error_code failure);
     void record_upstream_failure(upstream_pool& pool, std::string_view what, error_code ec);
     task<void> send_simple(exchange& ex, unsigned status, std::string_view body, bool keep_alive);
-    // Writes a whole response to the client within `timeout`.
-    task<error_code> write_response(std::string_view response, std::chrono::milliseconds timeout);
+    // Writes a whole response to the client within `timeout`; `last` when the connection
+    // closes after it (see client_stream::write_all).
+    task<error_code> write_response(std::string_view response, std::chrono::milliseconds timeout,
+                                    bool last);
     void log_access(const exchange& ex);
 
     worker& worker_;

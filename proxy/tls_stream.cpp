@@ -223,7 +223,7 @@ task<tls_stream::result> tls_stream::read_some(asio::mutable_buffer into)
     }
 }
 
-task<tls_stream::result> tls_stream::write(pieces data)
+task<tls_stream::result> tls_stream::write(pieces data, bool then_close)
 {
     // Small pieces (a head and a short body) are staged into one record rather than sent as
     // a record each; a piece that fills a record, or is the last one, goes from its own
@@ -279,6 +279,12 @@ task<tls_stream::result> tls_stream::write(pieces data)
         if (error_code failed = encrypt(staging.data(), staged)) {
             co_return result{failed, 0};
         }
+    }
+    if (then_close) {
+        // The first SSL_shutdown only queues our close_notify behind the data; it reads
+        // nothing.
+        ERR_clear_error();
+        SSL_shutdown(ssl_.get());
     }
 
     flush_now();

@@ -49,8 +49,10 @@ public:
     // ssl::error::stream_truncated when the connection ends without one.
     task<result> read_some(asio::mutable_buffer into);
 
-    // Encrypts and sends all of `data`, in records of up to 16 KiB.
-    task<result> write(pieces data);
+    // Encrypts and sends all of `data`, in records of up to 16 KiB. With `then_close`, the
+    // data is the connection's last: our close_notify follows it in the same send, which
+    // saves the client a segment and us a system call, and shutdown() has nothing left to do.
+    task<result> write(pieces data, bool then_close = false);
 
     // Sends our close_notify; the caller decides whether the client's is awaited.
     task<error_code> shutdown();

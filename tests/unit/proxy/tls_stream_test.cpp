@@ -3,6 +3,7 @@
 #include "proxy/tls_stream.hpp"
 #include "proxy/tls_table.hpp"
 #include "tests/unit/proxy/loopback_connection.hpp"
+#include "tests/unit/proxy/tcp_counters.hpp"
 #include "tests/unit/proxy/test_certificates.hpp"
 
 #include <array>
@@ -110,6 +111,8 @@ struct tls_pair {
 
     tls_pair()
     {
+        // As the worker does for every accepted connection: each write leaves at once.
+        ends.accepted.set_option(tcp::no_delay(true));
         server =
             std::make_unique<tls_stream>(std::move(ends.accepted), server_table().select(host));
         // As a session does: the table's certificate callback finds the table through the SSL.
@@ -209,6 +212,53 @@ TEST_CASE("a TLS stream's shutdown sends a close_notify the client reads as the 
     REQUIRE_FALSE(handshake_error);
     CHECK_FALSE(shutdown_error);
     CHECK(client_end == SSL_ERROR_ZERO_RETURN);
+}
+
+TEST_CASE("a TLS stream's last write takes the close_notify along in the same segment",
+          "[proxy][tls]")
+{
+    // Without `last`, the response and the close_notify leave in two segments: the same
+    // check that way shows that the count can tell the two apart.
+    const bool last = GENERATE(true, false);
+    tls_pair pair;
+    tls_client client(pair.client_socket.native_handle());
+    const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nhi\n";
+
+    error_code handshake_error;
+    error_code write_error;
+    error_code shutdown_error;
+    std::uint32_t segments = 0;
+    bool client_handshake = false;
+    std::string client_received;
+    int client_end = -1;
+
+    pair.run(
+        [&]() -> task<void> {
+            handshake_error = co_await pair.server->handshake();
+            const int fd = pair.server->socket().socket().native_handle();
+            const std::uint32_t before = proxy::testing::data_segments_sent(fd);
+            tls_stream::pieces pieces{asio::buffer(response)};
+            auto [ec, n] = co_await pair.server->write(pieces, last);
+            write_error = ec;
+            // As a session closes any TLS connection; after a last write it sends nothing.
+            SSL* ssl = pair.server->native_handle();
+            SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
+            shutdown_error = co_await pair.server->shutdown();
+            segments = proxy::testing::data_segments_sent(fd) - before;
+        },
+        [&] {
+            client_handshake = client.handshake();
+            client_received = client.read(response.size());
+            client_end = client.read_end();
+        });
+
+    REQUIRE(client_handshake);
+    REQUIRE_FALSE(handshake_error);
+    CHECK_FALSE(write_error);
+    CHECK_FALSE(shutdown_error);
+    CHECK(client_received == response);
+    CHECK(client_end == SSL_ERROR_ZERO_RETURN);
+    CHECK(segments == (last ? 1u : 2u));
 }
 
 TEST_CASE("a TLS stream reads eof after a close_notify and a truncation without one",
