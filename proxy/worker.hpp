@@ -107,7 +107,11 @@ private:
     std::shared_ptr<const tls_table> certificates_;
     std::shared_ptr<asio::ssl::context> tls_context_;
 
-    asio::io_context context_{1};
+    // One thread runs this context, and only it starts, completes, cancels and closes the
+    // socket operations of its connections and pools: other threads reach the worker through
+    // post() alone. So the reactor's per-socket lock is left out (the scheduler's stays, for
+    // those posts); it cost a lock and an unlock around every read, write and wake-up.
+    asio::io_context context_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     struct listener {
         std::unique_ptr<tcp_acceptor> acceptor;
         bool tls = false;
