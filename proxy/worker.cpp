@@ -188,8 +188,7 @@ task<void> worker::accept_loop(tcp_acceptor& acceptor, bool tls)
         }
 
         process_metrics().connections_open.fetch_add(1, std::memory_order_relaxed);
-        error_code ignored;
-        socket.set_option(tcp::no_delay(true), ignored);
+        // TCP_NODELAY came with the socket from the listener (see server::open_listener).
         start_session(std::move(socket), peer, tls);
     }
 }

@@ -5,6 +5,7 @@ fails the test after a fixed wait instead of hanging the suite.
 """
 
 import copy
+import ctypes
 import os
 import shutil
 import signal
@@ -23,6 +24,39 @@ from backend import loopback_listener
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 15.0
+
+
+def socket_option_of(pid, local_port, peer_port, level, option):
+    """getsockopt(level, option) on the TCP socket of process `pid` that is bound to local_port
+    (None: any port) and connected to peer_port, read through a duplicate of its descriptor (pidfd_getfd, Linux
+    5.6): what the process set on its own end, which the other end cannot see."""
+    inode = None
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, remote = fields[1], fields[2]
+                if (local_port in (None, int(local.rsplit(":", 1)[1], 16))
+                        and int(remote.rsplit(":", 1)[1], 16) == peer_port):
+                    inode = fields[9]
+    assert inode is not None, f"no socket {local_port} <-> {peer_port} in process {pid}"
+    target = next(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")
+                  if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        duplicate = libc.syscall(PIDFD_GETFD, pidfd, target, 0)
+        if duplicate < 0:
+            raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    finally:
+        os.close(pidfd)
+    with socket.socket(fileno=duplicate) as sock:
+        return sock.getsockopt(level, option)
+
+
+# The system call's number on x86_64 and arm64 alike; the C library has no wrapper for it.
+PIDFD_GETFD = 438
 
 
 def gatehouse_binary():

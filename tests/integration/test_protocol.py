@@ -3,12 +3,13 @@
 import base64
 import hashlib
 import os
+import socket
 
 import pytest
 
 import rawhttp
 from backend import encode_ws_frame, pattern_bytes, read_ws_frame, websocket_accept
-from harness import assert_never_forwarded, route
+from harness import assert_never_forwarded, route, socket_option_of
 
 
 def test_a_chunked_request_body_is_forwarded_intact(gatehouse):
@@ -164,3 +165,18 @@ def test_a_websocket_tunnel_closes_when_the_upstream_closes(gatehouse):
         ws.receive()
         assert client.is_closed_by_peer(5.0)
 
+
+
+def test_client_and_upstream_connections_send_without_waiting_for_acks(gatehouse, backend):
+    # Nagle's algorithm would hold a small write back until the peer acknowledged the last one:
+    # a chunk of a streamed body, or a response written in pieces, could wait for a delayed ACK.
+    with rawhttp.Client(gatehouse.http_port) as client:
+        client.send(rawhttp.build_request("GET", "/echo", host="app.test"))
+        assert client.read_response().status == 200
+        client_port = client.sock.getsockname()[1]
+        pid = gatehouse.pid
+        assert socket_option_of(pid, gatehouse.http_port, client_port,
+                                socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        # The pooled upstream connection that carried the request.
+        assert socket_option_of(pid, None, backend.port,
+                                socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
