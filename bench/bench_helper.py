@@ -96,7 +96,8 @@ def run_ns(pid):
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0
+        # Gone: the caller falls back to the ticks and flags the changed process set.
+        return None
     for tid in tasks:
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:

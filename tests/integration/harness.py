@@ -26,10 +26,15 @@ READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 15.0
 
 
+# The system call's number on x86_64 and arm64 alike; the C library has no wrapper for it.
+PIDFD_GETFD = 438
+
+
 def socket_option_of(pid, local_port, peer_port, level, option):
     """getsockopt(level, option) on the TCP socket of process `pid` that is bound to local_port
-    (None: any port) and connected to peer_port, read through a duplicate of its descriptor (pidfd_getfd, Linux
-    5.6): what the process set on its own end, which the other end cannot see."""
+    (None: any port) and connected to peer_port, read through a duplicate of its descriptor
+    (pidfd_getfd, Linux 5.6): what the process set on its own end, which the other end cannot
+    see."""
     inode = None
     for table in ("tcp", "tcp6"):
         with open(f"/proc/{pid}/net/{table}") as f:
@@ -53,10 +58,6 @@ def socket_option_of(pid, local_port, peer_port, level, option):
         os.close(pidfd)
     with socket.socket(fileno=duplicate) as sock:
         return sock.getsockopt(level, option)
-
-
-# The system call's number on x86_64 and arm64 alike; the C library has no wrapper for it.
-PIDFD_GETFD = 438
 
 
 def gatehouse_binary():

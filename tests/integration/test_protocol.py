@@ -166,7 +166,6 @@ def test_a_websocket_tunnel_closes_when_the_upstream_closes(gatehouse):
         assert client.is_closed_by_peer(5.0)
 
 
-
 def test_client_and_upstream_connections_send_without_waiting_for_acks(gatehouse, backend):
     # Nagle's algorithm would hold a small write back until the peer acknowledged the last one:
     # a chunk of a streamed body, or a response written in pieces, could wait for a delayed ACK.

@@ -111,7 +111,7 @@ struct tls_pair {
 
     tls_pair()
     {
-        // As the worker does for every accepted connection: each write leaves at once.
+        // As every accepted connection has it, from the listener: each write leaves at once.
         ends.accepted.set_option(tcp::no_delay(true));
         server =
             std::make_unique<tls_stream>(std::move(ends.accepted), server_table().select(host));
