@@ -34,6 +34,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates \
         libfmt9 \
+        libmimalloc2.0 \
         libspdlog1.10 \
         libssl3 \
         libyaml-cpp0.7 \

@@ -2,6 +2,7 @@
 // main() only reads the command line and wires the pieces together.
 #include "config/config_loader.hpp"
 #include "proxy/acme_commands.hpp"
+#include "proxy/allocator.hpp"
 #include "proxy/certificate_manager.hpp"
 #include "proxy/log.hpp"
 #include "proxy/server.hpp"
@@ -268,7 +269,9 @@ int run(const std::string& path)
     gatehouse::log::configure(loaded.log);
     auto logger = gatehouse::log::get("main");
     gatehouse::log::write(*logger, spdlog::level::info, "gatehouse starting",
-                          {{"version", gatehouse::version_string}, {"config", path}});
+                          {{"version", gatehouse::version_string},
+                           {"allocator", gatehouse::proxy::allocator_description()},
+                           {"config", path}});
     try {
         gatehouse::proxy::server server(path, std::move(loaded));
         return server.run();
@@ -300,7 +303,8 @@ int main(int argc, char** argv)
         return exit_ok;
     }
     if (command == "version" || command == "--version") {
-        std::cout << "gatehouse " << gatehouse::version_string << '\n';
+        std::cout << "gatehouse " << gatehouse::version_string << '\n'
+                  << "allocator: " << gatehouse::proxy::allocator_description() << '\n';
         return exit_ok;
     }
     if (command == "run" || command == "validate") {

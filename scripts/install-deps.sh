@@ -6,6 +6,7 @@ set -euo pipefail
 build_packages=(
     build-essential cmake ninja-build ccache pkg-config clang-format
     libboost1.81-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev catch2
+    libmimalloc-dev
 )
 test_packages=(
     python3 python3-pytest python3-yaml curl ca-certificates openssl procps util-linux yamllint

@@ -254,7 +254,8 @@ def runtime_packages(runtime):
 
 
 def test_runtime_stage_installs_the_libraries_gatehouse_links(runtime):
-    expected = {"libssl3", "libyaml-cpp0.7", "libspdlog1.10", "libfmt9", "ca-certificates"}
+    expected = {"libssl3", "libyaml-cpp0.7", "libspdlog1.10", "libfmt9", "libmimalloc2.0",
+                "ca-certificates"}
     assert expected <= runtime_packages(runtime)
 
 

@@ -1,5 +1,6 @@
 """The command line: run, validate, version and help, with their exit codes."""
 
+import os
 import re
 import subprocess
 
@@ -43,6 +44,29 @@ def test_version_prints_the_name_and_a_version():
     result = run_cli("version")
     assert result.returncode == 0
     assert re.search(r"gatehouse\D*\d+\.\d+", result.stdout), result.stdout
+
+
+def allocator_line(result):
+    lines = [line for line in result.stdout.splitlines() if line.startswith("allocator: ")]
+    assert len(lines) == 1, result.stdout
+    return lines[0]
+
+
+def test_version_shows_that_mimalloc_serves_malloc():
+    line = allocator_line(run_cli("version"))
+    if "built without mimalloc" in line:
+        pytest.skip("this build has GATEHOUSE_MIMALLOC=OFF")
+    assert re.fullmatch(r"allocator: mimalloc \d+\.\d+\.\d+", line), line
+
+    # The check looks at where malloc's blocks come from, not at what was linked: with glibc
+    # loaded ahead of everything, glibc's malloc wins and the binary must say so.
+    libc = subprocess.run(["ldd", str(harness.require_gatehouse_binary())], capture_output=True,
+                          text=True, check=True, timeout=CLI_TIMEOUT_S).stdout
+    libc_path = re.search(r"libc\.so\.6 => (\S+)", libc).group(1)
+    result = subprocess.run([str(harness.require_gatehouse_binary()), "version"],
+                            capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                            env={**os.environ, "LD_PRELOAD": libc_path})
+    assert "does not serve malloc" in allocator_line(result), result.stdout
 
 
 def test_help_exits_0():
