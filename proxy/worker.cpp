@@ -3,6 +3,7 @@
 #include "proxy/http_session.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/socket_accept.hpp"
 
 #include <unistd.h>
 
@@ -158,11 +159,21 @@ void worker::remove_session(http_session* session)
 task<void> worker::accept_loop(tcp_acceptor& acceptor, bool tls)
 {
     for (;;) {
-        // accept() reports the peer's address, which getpeername() would ask for again.
-        tcp::endpoint peer;
-        auto [ec, socket] = co_await acceptor.async_accept(peer, use_nothrow);
-        if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
+        if (!acceptor.is_open()) {
             co_return;
+        }
+        // accept4() reports the peer's address, which getpeername() would ask for again.
+        tcp::endpoint peer;
+        tcp_socket socket(context_);
+        const error_code ec = accept_pending(acceptor, socket, peer);
+        if (ec == asio::error::would_block) {
+            // Every worker waits on the same listening socket; the kernel wakes them all, and
+            // the ones that find the queue empty come back here.
+            auto [waited] = co_await acceptor.async_wait(tcp_acceptor::wait_read, use_nothrow);
+            if (waited == asio::error::operation_aborted) {
+                co_return;
+            }
+            continue;
         }
         if (ec) {
             // Running out of descriptors is the usual cause; pause instead of spinning.
