@@ -172,7 +172,17 @@ task<error_code> tls_stream::flush()
 
 task<error_code> tls_stream::handshake()
 {
+    // The client speaks first: until its hello is in, OpenSSL would only find nothing to read.
+    bool needs_input = in_.size() == 0;
     for (;;) {
+        if (needs_input) {
+            auto [ec, n] = co_await socket_.async_read_some(in_.prepare(record_bytes), use_nothrow);
+            if (error_code read_failed = received(ec, n)) {
+                co_return read_failed;
+            }
+        }
+        needs_input = true;
+
         ERR_clear_error();
         const int done = SSL_do_handshake(ssl_.get());
         const int ssl_error = done == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), done);
@@ -189,11 +199,6 @@ task<error_code> tls_stream::handshake()
         }
         if (done == 1 || failed) {
             co_return failed;
-        }
-
-        auto [ec, n] = co_await socket_.async_read_some(in_.prepare(record_bytes), use_nothrow);
-        if (error_code read_failed = received(ec, n)) {
-            co_return read_failed;
         }
     }
 }
