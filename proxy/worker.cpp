@@ -158,7 +158,16 @@ void worker::remove_session(http_session* session)
 
 task<void> worker::accept_loop(tcp_acceptor& acceptor, bool tls)
 {
+    // New sessions start only once this loop lets the worker run other work, and so do the
+    // sessions already open. Under a burst of connections it yields after this many accepts,
+    // so that established clients and handshakes under way are not held up behind the queue.
+    constexpr int accepts_between_yields = 16;
+    int accepted_since_yield = 0;
     for (;;) {
+        if (accepted_since_yield == accepts_between_yields) {
+            accepted_since_yield = 0;
+            co_await asio::post(context_, asio::use_awaitable_t<executor>{});
+        }
         if (!acceptor.is_open()) {
             co_return;
         }
@@ -167,6 +176,7 @@ task<void> worker::accept_loop(tcp_acceptor& acceptor, bool tls)
         tcp_socket socket(context_);
         const error_code ec = accept_pending(acceptor, socket, peer);
         if (ec == asio::error::would_block) {
+            accepted_since_yield = 0;
             // Every worker waits on the same listening socket; the kernel wakes them all, and
             // the ones that find the queue empty come back here.
             auto [waited] = co_await acceptor.async_wait(tcp_acceptor::wait_read, use_nothrow);
@@ -184,6 +194,7 @@ task<void> worker::accept_loop(tcp_acceptor& acceptor, bool tls)
             continue;
         }
 
+        ++accepted_since_yield;
         process_metrics().connections_accepted.fetch_add(1, std::memory_order_relaxed);
         auto limit = settings_->config->limits.max_connections;
         auto open = shared_.open_connections.fetch_add(1, std::memory_order_relaxed);
